@@ -1,0 +1,281 @@
+//! Domain types: one Step Functions history event with typed details.
+//! These never appear on a wire as-is (the debug JSON-lines output aside);
+//! `wire.rs` holds the serde shapes of log lines and API history.
+
+use super::kind::EventKind;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// One state transition of one execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// The execution's ARN (also after a redrive: AWS reuses it).
+    pub execution_arn: Arc<str>,
+    /// History event id, 1.. per execution.
+    pub id: u64,
+    /// The causal predecessor (`0` for none).
+    pub previous_event_id: u64,
+    /// Event time, epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// How many redrives preceded this event (0 when the line has no such field).
+    pub redrive_count: u32,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    #[serde(skip_serializing_if = "Details::is_none")]
+    pub details: Details,
+    /// Where it came from when it arrived through CloudWatch Logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Arc<LogSource>>,
+}
+
+/// CloudWatch Logs metadata of the envelope an event came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct LogSource {
+    pub owner: Box<str>,
+    pub log_group: Box<str>,
+    pub log_stream: Box<str>,
+    pub subscription_filters: Vec<Box<str>>,
+}
+
+/// A JSON document carried as text (state input, output, task parameters).
+/// It may be cut by AWS (`aws_truncated`) and is then usually not valid JSON,
+/// so it is kept as text and only parsed on demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payload {
+    pub text: Box<str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aws_truncated: bool,
+}
+
+impl Payload {
+    /// Whether the text is one valid JSON value (truncated payloads usually are not).
+    pub fn is_valid_json(&self) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(&self.text).is_ok()
+    }
+
+    /// The parsed value, when the text is valid JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.text).ok()
+    }
+}
+
+/// `error` and `cause` of a failure, abort or timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Failure {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<str>>,
+}
+
+/// The integration a Task calls, e.g. `lambda` / `invoke`, `aws-sdk:s3` / `getObject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct TaskResource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Box<str>>,
+}
+
+/// The typed `*EventDetails` of an event. Which variant applies is decided by
+/// the event type (`EventKind::details_shape`), never guessed from the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(untagged)]
+pub enum Details {
+    /// The twelve types without details, and events logged with `"details":{}`.
+    #[default]
+    None,
+    ExecutionStarted {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<Payload>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_arn: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state_machine_alias_arn: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state_machine_version_arn: Option<Box<str>>,
+    },
+    /// ExecutionSucceeded, ActivitySucceeded, LambdaFunctionSucceeded.
+    Output {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Payload>,
+    },
+    /// Execution{Failed,Aborted,TimedOut}, Activity{Failed,ScheduleFailed,TimedOut},
+    /// LambdaFunction{Failed,ScheduleFailed,StartFailed,TimedOut}, MapRunFailed.
+    Failure(Failure),
+    ExecutionRedriven {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        redrive_count: Option<u32>,
+    },
+    /// Every `*StateEntered`.
+    StateEntered {
+        name: Box<str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<Payload>,
+    },
+    /// Every `*StateExited`.
+    StateExited {
+        name: Box<str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Payload>,
+        /// Variable name → JSON text, as assigned by the state (JSONata / `Assign`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        assigned_variables: Vec<(Box<str>, Box<str>)>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        assigned_variables_aws_truncated: bool,
+    },
+    TaskScheduled {
+        #[serde(flatten)]
+        resource: TaskResource,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        region: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parameters: Option<Payload>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_in_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heartbeat_in_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_credentials_role_arn: Option<Box<str>>,
+    },
+    /// TaskStarted.
+    TaskStarted(TaskResource),
+    /// TaskSubmitted, TaskSucceeded.
+    TaskOutput {
+        #[serde(flatten)]
+        resource: TaskResource,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Payload>,
+    },
+    /// TaskFailed, TaskStartFailed, TaskSubmitFailed, TaskTimedOut.
+    TaskFailure {
+        #[serde(flatten)]
+        resource: TaskResource,
+        #[serde(flatten)]
+        failure: Failure,
+    },
+    ActivityScheduled {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resource: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<Payload>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_in_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heartbeat_in_seconds: Option<u64>,
+    },
+    ActivityStarted {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        worker_name: Option<Box<str>>,
+    },
+    LambdaScheduled {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resource: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<Payload>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_in_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_credentials_role_arn: Option<Box<str>>,
+    },
+    MapStateStarted {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<u64>,
+    },
+    /// MapIteration{Started,Succeeded,Failed,Aborted}.
+    MapIteration {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<u64>,
+    },
+    MapRunStarted {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        map_run_arn: Option<Box<str>>,
+    },
+    MapRunRedriven {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        map_run_arn: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        redrive_count: Option<u32>,
+    },
+    EvaluationFailed {
+        #[serde(flatten)]
+        failure: Failure,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<Box<str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<Box<str>>,
+    },
+    /// An event type this build does not know: every recognised field is kept.
+    Other(Box<OtherDetails>),
+}
+
+/// The union of known detail fields, for event types added after this build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct OtherDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Payload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Payload>,
+    #[serde(flatten)]
+    pub resource: TaskResource,
+    #[serde(flatten)]
+    pub failure: Failure,
+}
+
+impl Details {
+    pub fn is_none(&self) -> bool {
+        matches!(self, Details::None)
+    }
+
+    /// The state name of `*StateEntered` / `*StateExited` events.
+    pub fn state_name(&self) -> Option<&str> {
+        match self {
+            Details::StateEntered { name, .. } | Details::StateExited { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The failure carried by this event, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Details::Failure(f)
+            | Details::TaskFailure { failure: f, .. }
+            | Details::EvaluationFailed { failure: f, .. } => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The input payload of this event, if any.
+    pub fn input(&self) -> Option<&Payload> {
+        match self {
+            Details::ExecutionStarted { input, .. }
+            | Details::StateEntered { input, .. }
+            | Details::ActivityScheduled { input, .. }
+            | Details::LambdaScheduled { input, .. } => input.as_ref(),
+            Details::Other(o) => o.input.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The output payload of this event, if any.
+    pub fn output(&self) -> Option<&Payload> {
+        match self {
+            Details::Output { output }
+            | Details::StateExited { output, .. }
+            | Details::TaskOutput { output, .. } => output.as_ref(),
+            Details::Other(o) => o.output.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl Event {
+    /// The parsed execution ARN (every decoded event's ARN parses).
+    pub fn arn(&self) -> Option<super::arn::ExecutionArn<'_>> {
+        super::arn::ExecutionArn::parse(&self.execution_arn).ok()
+    }
+}

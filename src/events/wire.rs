@@ -1,0 +1,373 @@
+//! Wire shapes of Step Functions events: the CloudWatch log line and the
+//! `*EventDetails` object (same member names in log lines and API history).
+//! Strings borrow from the input where JSON escaping allows.
+
+use super::arn::ExecutionArn;
+use super::kind::{DetailsShape, EventKind};
+use super::lenient::{EpochMillis, LenientU64};
+use super::model::{Details, Event, Failure, OtherDetails, Payload, TaskResource};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// JSON text carried in a string (`"input":"{\"a\":1}"`). A producer that
+/// sends the document itself instead of a string is tolerated: the value is
+/// re-serialised to text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireText<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("JSON text or a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(WireText(Cow::Owned(serde_json::Value::from(v).to_string())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let v = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(WireText(Cow::Owned(v.to_string())))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                let v = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(WireText(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WireTruncation {
+    #[serde(default)]
+    pub truncated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WireTaskCredentials<'a> {
+    #[serde(rename = "roleArn", borrow, default)]
+    pub role_arn: Option<Cow<'a, str>>,
+}
+
+/// Variable name → JSON text, in the order given.
+#[derive(Debug, Default)]
+pub struct WireVariables(pub Vec<(Box<str>, Box<str>)>);
+
+impl<'de> Deserialize<'de> for WireVariables {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireVariables;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of variable name to JSON text")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                    let v: WireText<'de> = map.next_value()?;
+                    out.push((Box::from(k.as_ref()), Box::from(v.0.as_ref())));
+                }
+                Ok(WireVariables(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(WireVariables(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The union of every `*EventDetails` member. Which members matter is decided
+/// by the event type in [`WireDetails::into_details`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireDetails<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub input: Option<WireText<'a>>,
+    #[serde(default)]
+    pub input_details: Option<WireTruncation>,
+    #[serde(borrow, default)]
+    pub output: Option<WireText<'a>>,
+    #[serde(default)]
+    pub output_details: Option<WireTruncation>,
+    #[serde(borrow, default)]
+    pub role_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub state_machine_alias_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub state_machine_version_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub error: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub cause: Option<WireText<'a>>,
+    #[serde(default)]
+    pub redrive_count: Option<LenientU64>,
+    #[serde(borrow, default)]
+    pub resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub region: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub parameters: Option<WireText<'a>>,
+    #[serde(default)]
+    pub timeout_in_seconds: Option<LenientU64>,
+    #[serde(default)]
+    pub heartbeat_in_seconds: Option<LenientU64>,
+    #[serde(borrow, default)]
+    pub task_credentials: Option<WireTaskCredentials<'a>>,
+    #[serde(borrow, default)]
+    pub worker_name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub length: Option<LenientU64>,
+    #[serde(default)]
+    pub index: Option<LenientU64>,
+    #[serde(borrow, default)]
+    pub map_run_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub location: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub state: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub assigned_variables: Option<WireVariables>,
+    #[serde(default)]
+    pub assigned_variables_details: Option<WireTruncation>,
+}
+
+fn boxed(s: Option<Cow<'_, str>>) -> Option<Box<str>> {
+    s.map(|c| Box::from(c.as_ref()))
+}
+
+fn payload(text: Option<WireText<'_>>, details: Option<WireTruncation>) -> Option<Payload> {
+    text.map(|t| Payload {
+        text: Box::from(t.0.as_ref()),
+        aws_truncated: details.and_then(|d| d.truncated).unwrap_or(false),
+    })
+}
+
+fn num(v: Option<LenientU64>) -> Option<u64> {
+    v.map(|v| v.0)
+}
+
+fn count(v: Option<LenientU64>) -> Option<u32> {
+    v.map(|v| u32::try_from(v.0).unwrap_or(u32::MAX))
+}
+
+impl WireDetails<'_> {
+    fn failure(error: Option<Cow<'_, str>>, cause: Option<WireText<'_>>) -> Failure {
+        Failure {
+            error: boxed(error),
+            cause: cause.map(|c| Box::from(c.0.as_ref())),
+        }
+    }
+
+    fn task_resource(&mut self) -> TaskResource {
+        TaskResource {
+            resource_type: boxed(self.resource_type.take()),
+            resource: boxed(self.resource.take()),
+        }
+    }
+
+    /// Reads the members that the event type defines; ignores the rest.
+    pub fn into_details(mut self, kind: &EventKind) -> Details {
+        match kind.details_shape() {
+            DetailsShape::None => Details::None,
+            DetailsShape::ExecutionStarted => Details::ExecutionStarted {
+                input: payload(self.input, self.input_details),
+                role_arn: boxed(self.role_arn),
+                state_machine_alias_arn: boxed(self.state_machine_alias_arn),
+                state_machine_version_arn: boxed(self.state_machine_version_arn),
+            },
+            DetailsShape::Output => Details::Output {
+                output: payload(self.output, self.output_details),
+            },
+            DetailsShape::Failure => Details::Failure(Self::failure(self.error, self.cause)),
+            DetailsShape::ExecutionRedriven => Details::ExecutionRedriven {
+                redrive_count: count(self.redrive_count),
+            },
+            DetailsShape::StateEntered => Details::StateEntered {
+                name: boxed(self.name).unwrap_or_default(),
+                input: payload(self.input, self.input_details),
+            },
+            DetailsShape::StateExited => Details::StateExited {
+                name: boxed(self.name).unwrap_or_default(),
+                output: payload(self.output, self.output_details),
+                assigned_variables: self.assigned_variables.map(|v| v.0).unwrap_or_default(),
+                assigned_variables_aws_truncated: self
+                    .assigned_variables_details
+                    .and_then(|d| d.truncated)
+                    .unwrap_or(false),
+            },
+            DetailsShape::TaskScheduled => Details::TaskScheduled {
+                resource: self.task_resource(),
+                region: boxed(self.region),
+                parameters: payload(self.parameters, None),
+                timeout_in_seconds: num(self.timeout_in_seconds),
+                heartbeat_in_seconds: num(self.heartbeat_in_seconds),
+                task_credentials_role_arn: self.task_credentials.and_then(|c| boxed(c.role_arn)),
+            },
+            DetailsShape::TaskStarted => Details::TaskStarted(self.task_resource()),
+            DetailsShape::TaskOutput => Details::TaskOutput {
+                resource: self.task_resource(),
+                output: payload(self.output, self.output_details),
+            },
+            DetailsShape::TaskFailure => Details::TaskFailure {
+                resource: self.task_resource(),
+                failure: Self::failure(self.error, self.cause),
+            },
+            DetailsShape::ActivityScheduled => Details::ActivityScheduled {
+                resource: boxed(self.resource),
+                input: payload(self.input, self.input_details),
+                timeout_in_seconds: num(self.timeout_in_seconds),
+                heartbeat_in_seconds: num(self.heartbeat_in_seconds),
+            },
+            DetailsShape::ActivityStarted => Details::ActivityStarted {
+                worker_name: boxed(self.worker_name),
+            },
+            DetailsShape::LambdaScheduled => Details::LambdaScheduled {
+                resource: boxed(self.resource),
+                input: payload(self.input, self.input_details),
+                timeout_in_seconds: num(self.timeout_in_seconds),
+                task_credentials_role_arn: self.task_credentials.and_then(|c| boxed(c.role_arn)),
+            },
+            DetailsShape::MapStateStarted => Details::MapStateStarted {
+                length: num(self.length),
+            },
+            DetailsShape::MapIteration => Details::MapIteration {
+                name: boxed(self.name),
+                index: num(self.index),
+            },
+            DetailsShape::MapRunStarted => Details::MapRunStarted {
+                map_run_arn: boxed(self.map_run_arn),
+            },
+            DetailsShape::MapRunRedriven => Details::MapRunRedriven {
+                map_run_arn: boxed(self.map_run_arn),
+                redrive_count: count(self.redrive_count),
+            },
+            DetailsShape::EvaluationFailed => Details::EvaluationFailed {
+                failure: Self::failure(self.error, self.cause),
+                location: boxed(self.location),
+                state: boxed(self.state),
+            },
+            DetailsShape::Other => Details::Other(Box::new(OtherDetails {
+                name: boxed(self.name.take()),
+                resource: self.task_resource(),
+                input: payload(self.input, self.input_details),
+                output: payload(self.output, self.output_details),
+                failure: Self::failure(self.error, self.cause),
+            })),
+        }
+    }
+}
+
+/// One Step Functions CloudWatch log line (the CWL event's `message`).
+/// Key order is not relied on: AWS has changed it before.
+#[derive(Debug, Default, Deserialize)]
+pub struct WireLogLine<'a> {
+    #[serde(default)]
+    pub id: Option<LenientU64>,
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub details: Option<WireDetails<'a>>,
+    #[serde(default)]
+    pub previous_event_id: Option<LenientU64>,
+    #[serde(default)]
+    pub event_timestamp: Option<EpochMillis>,
+    #[serde(borrow, default)]
+    pub execution_arn: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub redrive_count: Option<LenientU64>,
+}
+
+/// Why a JSON value is not a usable Step Functions event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("not a Step Functions log line: no execution_arn")]
+    NotStepFunctions,
+    #[error("Step Functions log line without {0}")]
+    MissingField(&'static str),
+    #[error(transparent)]
+    Arn(#[from] super::arn::ArnError),
+}
+
+/// Reuses the last ARN allocation: consecutive events nearly always share it.
+#[derive(Debug, Default)]
+pub struct ArnCache(Option<Arc<str>>);
+
+impl ArnCache {
+    pub fn get(&mut self, arn: &str) -> Arc<str> {
+        match &self.0 {
+            Some(a) if a.as_ref() == arn => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(arn);
+                self.0 = Some(a.clone());
+                a
+            }
+        }
+    }
+}
+
+impl WireLogLine<'_> {
+    /// Validates and converts to the domain event.
+    pub fn into_event(self, arns: &mut ArnCache) -> Result<Event, EventError> {
+        let arn = self.execution_arn.ok_or(EventError::NotStepFunctions)?;
+        ExecutionArn::parse(&arn)?;
+        let kind = EventKind::parse(&self.kind.ok_or(EventError::MissingField("type"))?);
+        let id = self.id.ok_or(EventError::MissingField("id"))?.0;
+        let timestamp_ms = self
+            .event_timestamp
+            .ok_or(EventError::MissingField("event_timestamp"))?
+            .0;
+        let details = self.details.unwrap_or_default().into_details(&kind);
+        Ok(Event {
+            execution_arn: arns.get(&arn),
+            id,
+            previous_event_id: self.previous_event_id.map(|v| v.0).unwrap_or(0),
+            timestamp_ms,
+            redrive_count: count(self.redrive_count).unwrap_or(0),
+            kind,
+            details,
+            source: None,
+        })
+    }
+}
+
+/// Parses one log line (a CWL `message`) into an event.
+pub fn parse_log_line(line: &str, arns: &mut ArnCache) -> Result<Event, LineError> {
+    let wire: WireLogLine<'_> = serde_json::from_str(line).map_err(LineError::Json)?;
+    wire.into_event(arns).map_err(LineError::Event)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error(transparent)]
+    Event(EventError),
+}
