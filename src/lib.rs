@@ -3,7 +3,17 @@
 //!
 //! Pipeline stages, one module each: `firehose` (HTTP protocol) → `decode`
 //! (records → events) → `events` (typed model) → `pipeline` (bounded
-//! hand-off to the next stage). `config`, `admin` and `telemetry` serve them.
+//! hand-off to the next stage). `config`, `admin`, `telemetry` and `app`
+//! (wiring) serve them.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod decode;
 pub mod events;
+pub mod firehose;
+pub mod lifecycle;
+pub mod pipeline;
+pub mod telemetry;

@@ -1,1 +1,35 @@
-fn main(){}
+//! The `stepstitch` binary: parse settings, start logging, run the app.
+
+use clap::Parser;
+use std::process::ExitCode;
+use stepstitch::config::{Cli, Settings};
+
+fn main() -> ExitCode {
+    let args = Cli::parse().into_serve_args();
+    let settings = match Settings::from_args(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stepstitch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = stepstitch::telemetry::init_logging(settings.log_format, &settings.log) {
+        eprintln!("stepstitch: cannot start logging: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stepstitch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(stepstitch::app::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "stepstitch stopped on an error");
+            eprintln!("stepstitch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The admin listener: `/health` (alive), `/ready` (accepting Firehose
+//! traffic), `/metrics` (Prometheus text). Bound to loopback by default.
+
+use crate::firehose::auth::AccessKeys;
+use crate::lifecycle::Lifecycle;
+use crate::pipeline::HandoffGauge;
+use crate::telemetry::names;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub lifecycle: Arc<Lifecycle>,
+    pub prometheus: PrometheusHandle,
+    pub handoff: HandoffGauge,
+    pub keys: Arc<AccessKeys>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn ready(State(st): State<AdminState>) -> impl IntoResponse {
+    if st.lifecycle.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else if st.lifecycle.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+async fn render_metrics(State(st): State<AdminState>) -> impl IntoResponse {
+    // Gauges that are cheaper to read at scrape time than to keep current.
+    metrics::gauge!(names::HANDOFF_QUEUED_EVENTS).set(st.handoff.queued_events() as f64);
+    metrics::gauge!(names::HANDOFF_CAPACITY_EVENTS).set(st.handoff.capacity_events() as f64);
+    metrics::gauge!(names::ACCESS_KEYS_ACTIVE).set(st.keys.active_count() as f64);
+    metrics::gauge!(names::READY).set(if st.lifecycle.is_ready() { 1.0 } else { 0.0 });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.prometheus.render(),
+    )
+}

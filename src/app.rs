@@ -1,0 +1,204 @@
+//! Wiring: builds the stages from settings, runs the listeners, and shuts
+//! down in order (stop intake → drain the hand-off → exit).
+
+use crate::admin::{self, AdminState};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ExportTarget, Settings};
+use crate::decode;
+use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
+use crate::lifecycle::Lifecycle;
+use crate::pipeline::{spawn_event_consumer, ConsumerTotals, Handoff};
+use crate::telemetry::{self, names};
+use anyhow::Context;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Hand-off batches in flight at most (events are the real bound).
+const MAX_QUEUED_BATCHES: usize = 4096;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let prometheus = telemetry::prometheus();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lifecycle = Arc::new(Lifecycle::default());
+
+    let keys = Arc::new(
+        AccessKeys::new(&settings.access_keys, settings.access_keys_file.clone()).map_err(|e| {
+            anyhow::anyhow!("invalid STEPSTITCH_ACCESS_KEYS / STEPSTITCH_ACCESS_KEYS_FILE: {e}")
+        })?,
+    );
+    if keys.enabled() {
+        tracing::info!(active_keys = keys.active_count(), "Firehose access keys configured");
+    } else {
+        tracing::warn!("NO ACCESS KEYS CONFIGURED: POST /firehose accepts unauthenticated requests; set STEPSTITCH_ACCESS_KEYS or STEPSTITCH_ACCESS_KEYS_FILE");
+    }
+
+    let events_out: Option<Box<dyn Write + Send>> = match &settings.events_out {
+        None => None,
+        Some(None) => Some(Box::new(std::io::stdout())),
+        Some(Some(path)) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("invalid STEPSTITCH_EVENTS_OUT: cannot create {}", path.display()))?,
+        ))),
+    };
+    let (handoff, rx) = Handoff::new(settings.queue_capacity_events, MAX_QUEUED_BATCHES, settings.handoff_wait);
+    let totals = Arc::new(ConsumerTotals::default());
+    let consumer = spawn_event_consumer(rx, events_out, totals.clone()).context("starting the event consumer")?;
+    let exporters: Vec<String> = settings.export.iter().map(ExportTarget::to_string).collect();
+    tracing::info!(
+        export = %exporters.join(","),
+        "span export is not part of this build yet: decoded events are counted (and written with STEPSTITCH_EVENTS_OUT)"
+    );
+
+    let ingest_state = Arc::new(IngestState {
+        keys: keys.clone(),
+        limits: IngestLimits {
+            max_body_bytes: settings.max_body_bytes,
+            decode: decode::Limits {
+                max_record_decoded_bytes: settings.max_record_decoded_bytes,
+                max_request_decoded_bytes: settings.max_request_decoded_bytes,
+            },
+        },
+        concurrency: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
+        handoff: handoff.clone(),
+        lifecycle: lifecycle.clone(),
+        clock: clock.clone(),
+    });
+    let admin_state = AdminState {
+        lifecycle: lifecycle.clone(),
+        prometheus,
+        handoff: handoff.gauge(),
+        keys: keys.clone(),
+    };
+    drop(handoff);
+
+    let ingest_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("invalid STEPSTITCH_LISTEN: cannot listen on {}", settings.listen))?;
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("invalid STEPSTITCH_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+    tracing::info!(
+        ingest = %ingest_listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        "listening"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reload = keys
+        .file()
+        .is_some()
+        .then(|| tokio::spawn(reload_keys(keys.clone(), settings.access_keys_reload_interval, stop_rx.clone())));
+
+    let ingest = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        let app = firehose::router(ingest_state, settings.request_timeout);
+        async move {
+            axum::serve(ingest_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+    let admin = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        let app = admin::router(admin_state);
+        async move {
+            axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+
+    lifecycle.set_ready(true);
+    metrics::gauge!(names::READY).set(1.0);
+    tracing::info!("ready");
+
+    shutdown_signal().await;
+    let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
+    tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: refusing new Firehose requests, finishing in-flight ones");
+    lifecycle.begin_shutdown();
+    metrics::gauge!(names::READY).set(0.0);
+    let _ = stop_tx.send(true);
+
+    match tokio::time::timeout_at(deadline, ingest).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest listener failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "ingest listener task failed"),
+        Err(_) => tracing::warn!("in-flight Firehose requests did not finish in time"),
+    }
+    // The ingest router owned the last hand-off sender: the consumer now
+    // drains what was accepted and stops.
+    let join = tokio::task::spawn_blocking(move || consumer.join());
+    match tokio::time::timeout_at(deadline, join).await {
+        Ok(_) => tracing::info!(
+            events = totals.events.load(std::sync::atomic::Ordering::Relaxed),
+            "hand-off drained"
+        ),
+        Err(_) => tracing::warn!("hand-off not drained within the shutdown timeout"),
+    }
+    if let Some(r) = reload {
+        r.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the access keys file; logs each distinct error once.
+async fn reload_keys(keys: Arc<AccessKeys>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let k = keys.clone();
+        let result = tokio::task::spawn_blocking(move || k.reload()).await;
+        match result {
+            Ok(Ok(true)) => {
+                last_error = None;
+                metrics::counter!(names::ACCESS_KEYS_RELOADS, "result" => "changed").increment(1);
+                tracing::info!(active_keys = keys.active_count(), "access keys reloaded");
+            }
+            Ok(Ok(false)) => last_error = None,
+            Ok(Err(e)) => {
+                metrics::counter!(names::ACCESS_KEYS_RELOADS, "result" => "error").increment(1);
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::error!(error = %msg, "cannot reload access keys; keeping the previous ones");
+                    last_error = Some(msg);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "access key reload task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!(signal = "SIGINT", "signal received"),
+        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
+    }
+}

@@ -1,0 +1,87 @@
+//! Per-request decode counters. Kept in plain arrays and published to the
+//! metrics registry once per request, never per record.
+
+macro_rules! label_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const COUNT: usize = [$($label),+].len();
+            /// The metric label value.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// What a record turned out to hold (by its first JSON value).
+    RecordKind {
+        DataMessage => "data_message",
+        ControlMessage => "control_message",
+        ExtractedLines => "extracted_lines",
+        Empty => "empty",
+        Invalid => "invalid",
+    }
+);
+
+label_enum!(
+    /// Why a record, or one log message inside it, was skipped.
+    FailureReason {
+        Base64 => "base64",
+        Gzip => "gzip",
+        TooLarge => "too_large",
+        RequestBudget => "request_budget",
+        Json => "json",
+        UnknownMessageType => "unknown_message_type",
+        NotStepFunctions => "not_step_functions",
+        InvalidEvent => "invalid_event",
+    }
+);
+
+impl FailureReason {
+    /// A structural failure makes its record unreadable; the other reasons
+    /// concern well-formed content that is not a usable Step Functions event.
+    pub fn is_structural(self) -> bool {
+        !matches!(self, FailureReason::NotStepFunctions | FailureReason::InvalidEvent)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DecodeStats {
+    pub records: u64,
+    pub by_kind: [u64; RecordKind::COUNT],
+    pub failures: [u64; FailureReason::COUNT],
+    /// Records that could not be read at all (a structural failure, no events).
+    pub bad_records: u64,
+    pub gzip_records: u64,
+    pub log_events: u64,
+    pub control_messages: u64,
+    pub events: u64,
+    /// Bytes after base64 and gunzip, summed over records.
+    pub decoded_bytes: u64,
+    /// The first failure, for the log line and the Firehose errorMessage.
+    pub first_failure: Option<(usize, FailureReason, String)>,
+}
+
+impl DecodeStats {
+    pub fn kind(&self, k: RecordKind) -> u64 {
+        self.by_kind[k as usize]
+    }
+
+    pub fn failure(&self, r: FailureReason) -> u64 {
+        self.failures[r as usize]
+    }
+
+    pub fn total_failures(&self) -> u64 {
+        self.failures.iter().sum()
+    }
+
+    /// Every record failed: see the policy in `docs/firehose.md`.
+    pub fn all_records_bad(&self) -> bool {
+        self.records > 0 && self.bad_records == self.records
+    }
+}

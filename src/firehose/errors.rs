@@ -1,0 +1,73 @@
+//! Every way a Firehose request can fail, with the status Firehose should see.
+//! Only 413 is final for Firehose (it drops the batch without S3 backup), so
+//! it is used only for bodies the protocol never produces.
+
+use axum::http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirehoseError {
+    #[error("missing X-Amz-Firehose-Request-Id header")]
+    MissingRequestId,
+    #[error("missing X-Amz-Firehose-Access-Key header")]
+    MissingAccessKey,
+    #[error("invalid access key")]
+    InvalidAccessKey,
+    #[error("unsupported Content-Encoding {0:?}: only gzip or none")]
+    UnsupportedEncoding(String),
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read request body: {0}")]
+    BodyRead(String),
+    #[error("request body is not valid gzip: {0}")]
+    BodyGzip(String),
+    #[error("request body is not a Firehose JSON request: {0}")]
+    InvalidJson(String),
+    #[error("all {records} records are undecodable; first: {first}")]
+    AllRecordsInvalid { records: u64, first: String },
+    #[error("decoded size of the records is over the request budget of {limit} bytes")]
+    DecodeBudget { limit: usize },
+    #[error("overloaded: too many concurrent requests, retry later")]
+    Overloaded,
+    #[error("overloaded: processing queue is full, retry later")]
+    QueueFull,
+    #[error("shutting down, retry later")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl FirehoseError {
+    pub fn status(&self) -> StatusCode {
+        use FirehoseError::*;
+        match self {
+            MissingRequestId | BodyRead(_) | BodyGzip(_) | InvalidJson(_)
+            | AllRecordsInvalid { .. } | DecodeBudget { .. } => StatusCode::BAD_REQUEST,
+            MissingAccessKey | InvalidAccessKey => StatusCode::UNAUTHORIZED,
+            UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Overloaded | QueueFull | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Low-cardinality label for `stepstitch_firehose_rejections_total`.
+    pub fn reason(&self) -> &'static str {
+        use FirehoseError::*;
+        match self {
+            MissingRequestId => "missing_request_id",
+            MissingAccessKey => "missing_access_key",
+            InvalidAccessKey => "invalid_access_key",
+            UnsupportedEncoding(_) => "unsupported_encoding",
+            BodyTooLarge { .. } => "body_too_large",
+            BodyRead(_) => "body_read",
+            BodyGzip(_) => "body_gzip",
+            InvalidJson(_) => "invalid_json",
+            AllRecordsInvalid { .. } => "all_records_invalid",
+            DecodeBudget { .. } => "decode_budget",
+            Overloaded => "overloaded",
+            QueueFull => "queue_full",
+            ShuttingDown => "shutting_down",
+            Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The stage after the hand-off, until stitching lands: counts the events
+//! and, when asked (`--events-out`), writes each one as a JSON line.
+//! It runs on its own thread so file or stdout writes never stall the
+//! async workers that answer Firehose.
+
+use super::handoff::EventBatch;
+use crate::telemetry::names;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Totals, readable while the consumer runs.
+#[derive(Debug, Default)]
+pub struct ConsumerTotals {
+    pub batches: AtomicU64,
+    pub events: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// Starts the consumer thread; it ends when every hand-off sender is gone
+/// and the queue is drained.
+pub fn spawn_event_consumer(
+    mut rx: mpsc::Receiver<EventBatch>,
+    mut out: Option<Box<dyn Write + Send>>,
+    totals: Arc<ConsumerTotals>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("stepstitch-consumer".into())
+        .spawn(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                let n = batch.events.len() as u64;
+                if let Some(w) = out.as_mut() {
+                    if let Err(e) = write_batch(w, &batch) {
+                        totals.write_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(request_id = %batch.request_id, error = %e, "writing events failed");
+                    }
+                }
+                totals.batches.fetch_add(1, Ordering::Relaxed);
+                totals.events.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!(names::EVENTS_CONSUMED).increment(n);
+                // Dropping the batch releases its hand-off permits.
+                drop(batch);
+            }
+            if let Some(w) = out.as_mut() {
+                let _ = w.flush();
+            }
+        })
+}
+
+fn write_batch(w: &mut Box<dyn Write + Send>, batch: &EventBatch) -> std::io::Result<()> {
+    for event in &batch.events {
+        serde_json::to_writer(&mut *w, event)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}

@@ -1,0 +1,43 @@
+//! Self-metric names, in one place so docs and code agree. Labels are
+//! low-cardinality by construction: status codes and fixed reason sets.
+
+/// Counter `{status}`: Firehose requests answered, by HTTP status.
+pub const FIREHOSE_REQUESTS: &str = "stepstitch_firehose_requests_total";
+/// Counter `{reason}`: requests refused, by `FirehoseError::reason`.
+pub const FIREHOSE_REJECTIONS: &str = "stepstitch_firehose_rejections_total";
+/// Histogram (seconds): time from request start to response.
+pub const FIREHOSE_REQUEST_DURATION: &str = "stepstitch_firehose_request_duration_seconds";
+/// Counter `{encoding}`: request body bytes as received (`gzip` or `identity`).
+pub const FIREHOSE_BYTES_RECEIVED: &str = "stepstitch_firehose_bytes_received_total";
+/// Counter: record bytes after base64 and gunzip.
+pub const FIREHOSE_BYTES_DECODED: &str = "stepstitch_firehose_bytes_decoded_total";
+/// Counter `{kind}`: records by what they held.
+pub const FIREHOSE_RECORDS: &str = "stepstitch_firehose_records_total";
+/// Counter: CloudWatch Logs CONTROL_MESSAGE envelopes dropped.
+pub const FIREHOSE_CONTROL_MESSAGES: &str = "stepstitch_firehose_control_messages_total";
+/// Counter: CloudWatch log events seen inside DATA_MESSAGE envelopes.
+pub const FIREHOSE_LOG_EVENTS: &str = "stepstitch_firehose_log_events_total";
+/// Counter `{reason}`: records or log messages skipped.
+pub const DECODE_FAILURES: &str = "stepstitch_decode_failures_total";
+/// Counter: Step Functions events decoded.
+pub const EVENTS_DECODED: &str = "stepstitch_events_decoded_total";
+/// Counter: events taken from the hand-off by the next stage.
+pub const EVENTS_CONSUMED: &str = "stepstitch_events_consumed_total";
+/// Gauge: events accepted and not yet processed.
+pub const HANDOFF_QUEUED_EVENTS: &str = "stepstitch_handoff_queued_events";
+/// Gauge: capacity of the hand-off in events.
+pub const HANDOFF_CAPACITY_EVENTS: &str = "stepstitch_handoff_capacity_events";
+/// Counter: malformed common-attributes headers ignored.
+pub const COMMON_ATTRIBUTES_INVALID: &str = "stepstitch_firehose_common_attributes_invalid_total";
+/// Counter: common-attribute entries dropped for breaking the protocol limits.
+pub const COMMON_ATTRIBUTES_DROPPED: &str = "stepstitch_firehose_common_attributes_dropped_total";
+/// Counter: body requestId differing from the header (the header wins).
+pub const REQUEST_ID_MISMATCH: &str = "stepstitch_firehose_request_id_mismatch_total";
+/// Counter: protocol versions other than 1.0 (accepted, warned).
+pub const PROTOCOL_VERSION_UNEXPECTED: &str = "stepstitch_firehose_protocol_version_unexpected_total";
+/// Counter `{result}`: access-key file reloads (`changed`, `error`).
+pub const ACCESS_KEYS_RELOADS: &str = "stepstitch_access_keys_reloads_total";
+/// Gauge: access keys active now.
+pub const ACCESS_KEYS_ACTIVE: &str = "stepstitch_access_keys_active";
+/// Gauge: 1 once ready, 0 otherwise.
+pub const READY: &str = "stepstitch_ready";
