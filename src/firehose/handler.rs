@@ -251,6 +251,10 @@ fn decode_body(body: Bytes, limits: IngestLimits) -> Result<Decoded, FirehoseErr
     } else {
         &body
     };
+    // serde would also accept a JSON array as a struct; the protocol says object.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(FirehoseError::InvalidJson("expected a JSON object".into()));
+    }
     let request: FirehoseRequest<'_> =
         serde_json::from_slice(json).map_err(|e| FirehoseError::InvalidJson(e.to_string()))?;
     let mut decoder = RequestDecoder::new(limits.decode);

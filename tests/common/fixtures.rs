@@ -1,0 +1,50 @@
+//! The execution fixtures in tests/fixtures (see its README for origin and licence).
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub name: String,
+    pub meta: Value,
+    pub lines: Vec<String>,
+}
+
+impl Fixture {
+    pub fn load(name: &str) -> Fixture {
+        all().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no fixture {name}"))
+    }
+
+    pub fn history(&self) -> String {
+        std::fs::read_to_string(dir().join(format!("executions/{}.history.json", self.name))).unwrap()
+    }
+
+    pub fn execution_arn(&self) -> &str {
+        self.meta["execution_arn"].as_str().unwrap()
+    }
+
+    pub fn state_machine(&self) -> &str {
+        self.meta["state_machine_arn"].as_str().unwrap().rsplit(':').next().unwrap()
+    }
+
+    pub fn include_execution_data(&self) -> bool {
+        self.meta["logging"]["includeExecutionData"].as_bool().unwrap()
+    }
+}
+
+pub fn all() -> Vec<Fixture> {
+    let index: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("index.json")).unwrap()).unwrap();
+    index
+        .into_iter()
+        .map(|meta| {
+            let name = meta["name"].as_str().unwrap().to_owned();
+            let text = std::fs::read_to_string(dir().join(format!("executions/{name}.logs.jsonl"))).unwrap();
+            Fixture { name, meta, lines: text.lines().map(str::to_owned).collect() }
+        })
+        .collect()
+}
