@@ -221,6 +221,7 @@ impl RequestDecoder {
             return self.handle_envelope(value);
         }
         if value.execution_arn.is_none() && value.kind.is_none() {
+            self.classify(RecordKind::Other);
             let index = self.current.index;
             return self.fail(FailureReason::NotStepFunctions, || {
                 format!("record {index}: JSON value is neither a CloudWatch Logs envelope nor a Step Functions log line")
@@ -305,3 +306,4 @@ impl RequestDecoder {
         }
     }
 }
+

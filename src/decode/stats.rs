@@ -18,12 +18,14 @@ macro_rules! label_enum {
 }
 
 label_enum!(
-    /// What a record turned out to hold (by its first JSON value).
+    /// What a record turned out to hold (by its first JSON value); `other`
+    /// is well-formed JSON that is neither an envelope nor a Step Functions line.
     RecordKind {
         DataMessage => "data_message",
         ControlMessage => "control_message",
         ExtractedLines => "extracted_lines",
         Empty => "empty",
+        Other => "other",
         Invalid => "invalid",
     }
 );

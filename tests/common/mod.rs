@@ -47,10 +47,11 @@ impl Server {
         let events_out = dir.path().join("events.jsonl");
         let mut cmd = Command::new(bin());
         scrub(&mut cmd);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--events-out")
-            .arg(&events_out)
-            .arg("--data-dir")
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+        if !args.contains(&"--events-out") {
+            cmd.arg("--events-out").arg(&events_out);
+        }
+        cmd.arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(args)
             .envs(env.iter().copied())
