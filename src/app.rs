@@ -103,8 +103,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .await
         }
     });
+    // The admin listener stays up until the end: /ready answers 503 and
+    // /metrics stays scrapable while the ingest side drains.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin = tokio::spawn({
-        let mut stop = stop_rx.clone();
+        let mut stop = admin_stop_rx;
         let app = admin::router(admin_state);
         async move {
             axum::serve(admin_listener, app)
@@ -145,6 +148,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(r) = reload {
         r.abort();
     }
+    let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     tracing::info!("stopped");
     Ok(())

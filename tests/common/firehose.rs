@@ -137,6 +137,11 @@ impl<'a> Post<'a> {
     }
 
     pub async fn send(self, body: Vec<u8>) -> Answer {
+        self.send_result(body).await.expect("request")
+    }
+
+    /// Like `send`, but a connection error is returned instead of panicking.
+    pub async fn send_result(self, body: Vec<u8>) -> Result<Answer, reqwest::Error> {
         let mut req = self
             .server
             .client
@@ -165,11 +170,11 @@ impl<'a> Post<'a> {
                 v.parse().unwrap(),
             );
         }
-        let resp = self.server.client.execute(built).await.expect("request");
+        let resp = self.server.client.execute(built).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let raw = resp.bytes().await.unwrap().to_vec();
+        let raw = resp.bytes().await?.to_vec();
         let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Answer { status, headers, json, raw }
+        Ok(Answer { status, headers, json, raw })
     }
 }

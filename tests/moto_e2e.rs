@@ -1,0 +1,136 @@
+//! End to end with a real Step Functions interpreter: moto executes a state
+//! machine (Pass, Choice, Wait, Parallel, Map, Lambda tasks, a failing
+//! aws-sdk task with Retry and Catch, Fail/Succeed), writes CloudWatch log
+//! lines, and its patched Firehose posts them to our endpoint
+//! (../shared/tools/aws-peers, reference/test-peers.md §1). The events we
+//! decode must equal the executions' GetExecutionHistory.
+//!
+//! Needs the moto virtualenv that `scripts/test.sh` installs. Without it the
+//! test is skipped locally and fails under CI (`CI` set).
+
+mod common;
+
+use common::Server;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn peers() -> Option<(PathBuf, PathBuf)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("STEPSTITCH_PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv-peers/bin/python"));
+    let tools = std::env::var_os("STEPSTITCH_AWS_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/tools/aws-peers"));
+    let ok = python.exists() && tools.join("moto_sfn_server.py").exists();
+    if !ok {
+        let msg = format!(
+            "moto peer missing (python {}, tools {}): run scripts/test.sh",
+            python.display(),
+            tools.display()
+        );
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return None;
+    }
+    Some((python, tools))
+}
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_state_machine_through_firehose() {
+    let Some((python, tools)) = peers() else { return };
+    let s = Server::start(&["--access-key", "secret-key"]);
+    let work = tempfile::tempdir().unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let moto_log = std::fs::File::create(work.path().join("moto.log")).unwrap();
+    let _moto = Kill(
+        Command::new(&python)
+            .arg(tools.join("moto_sfn_server.py"))
+            .arg(port.to_string())
+            .stdout(moto_log.try_clone().unwrap())
+            .stderr(moto_log)
+            .spawn()
+            .unwrap(),
+    );
+    let moto_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.client.get(format!("{moto_url}/moto-api/")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let out = work.path().join("scenario");
+    let scenario = tokio::task::spawn_blocking({
+        let (python, tools, sink, out) = (python.clone(), tools.clone(), s.url("/firehose"), out.clone());
+        let url = moto_url.clone();
+        move || {
+            Command::new(python)
+                .arg(tools.join("sfn_scenario.py"))
+                .arg(url)
+                .arg(sink)
+                .arg(out)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    });
+    let output = tokio::time::timeout(Duration::from_secs(240), scenario).await.expect("scenario timed out").unwrap();
+    let moto_text = std::fs::read_to_string(work.path().join("moto.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "scenario failed:\n{}\n{}\nmoto:\n{moto_text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let histories: BTreeMap<String, Vec<Value>> =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}_history.json", out.display())).unwrap()).unwrap();
+    assert_eq!(histories.len(), 2, "runs ok and fail");
+    let total: usize = histories.values().map(Vec::len).sum();
+    assert!(total >= 100, "expected about 109 events, got {total}");
+
+    let mut decoded: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for mut e in s.events(total).await {
+        e.as_object_mut().unwrap().remove("source");
+        let arn = e["execution_arn"].as_str().unwrap().to_owned();
+        decoded.entry(arn).or_default().push(e);
+    }
+    assert_eq!(decoded.len(), 2, "{:?}", decoded.keys());
+    for (run, history) in &histories {
+        let (arn, got) = decoded
+            .iter_mut()
+            .find(|(arn, _)| arn.ends_with(&format!(":{run}")))
+            .unwrap_or_else(|| panic!("no execution for run {run}"));
+        got.sort_by_key(|e| e["id"].as_u64());
+        let want = stepstitch::events::load_history(&serde_json::to_string(history).unwrap(), arn).unwrap();
+        assert_eq!(got.len(), want.len(), "{run}");
+        for (g, w) in got.iter().zip(&want) {
+            let w = serde_json::to_value(w).unwrap();
+            assert_eq!(g, &w, "{run}: event {}", w["id"]);
+        }
+        let types: std::collections::BTreeSet<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        for t in ["ParallelStateStarted", "MapIterationStarted", "TaskFailed", "LambdaFunctionSucceeded", "ChoiceStateEntered"] {
+            assert!(types.contains(t), "{run}: no {t}");
+        }
+        let terminal = if run == "ok" { "ExecutionSucceeded" } else { "ExecutionFailed" };
+        assert!(types.contains(terminal), "{run}: no {terminal}");
+    }
+
+    // One POST per log event, all authenticated with the stream's key.
+    assert_eq!(s.metric(r#"stepstitch_firehose_requests_total{status="200"}"#).await as usize, total);
+    // The scenario's direct PutRecord of plain text is a bad record: refused so Firehose keeps it.
+    assert_eq!(s.metric(r#"stepstitch_firehose_rejections_total{reason="all_records_invalid"}"#).await, 1.0);
+    assert!(s.logs().iter().all(|l| !l.contains("secret-key")));
+}
