@@ -30,7 +30,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })?,
     );
     if keys.enabled() {
-        tracing::info!(active_keys = keys.active_count(), "Firehose access keys configured");
+        tracing::info!(
+            active_keys = keys.active_count(),
+            "Firehose access keys configured"
+        );
     } else {
         tracing::warn!("NO ACCESS KEYS CONFIGURED: POST /firehose accepts unauthenticated requests; set STEPSTITCH_ACCESS_KEYS or STEPSTITCH_ACCESS_KEYS_FILE");
     }
@@ -39,14 +42,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
         Some(None) => Some(Box::new(std::io::stdout())),
         Some(Some(path)) => Some(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("invalid STEPSTITCH_EVENTS_OUT: cannot create {}", path.display()))?,
+            std::fs::File::create(path).with_context(|| {
+                format!(
+                    "invalid STEPSTITCH_EVENTS_OUT: cannot create {}",
+                    path.display()
+                )
+            })?,
         ))),
     };
-    let (handoff, rx) = Handoff::new(settings.queue_capacity_events, MAX_QUEUED_BATCHES, settings.handoff_wait);
+    let (handoff, rx) = Handoff::new(
+        settings.queue_capacity_events,
+        MAX_QUEUED_BATCHES,
+        settings.handoff_wait,
+    );
     let totals = Arc::new(ConsumerTotals::default());
-    let consumer = spawn_event_consumer(rx, events_out, totals.clone()).context("starting the event consumer")?;
-    let exporters: Vec<String> = settings.export.iter().map(ExportTarget::to_string).collect();
+    let consumer = spawn_event_consumer(rx, events_out, totals.clone())
+        .context("starting the event consumer")?;
+    let exporters: Vec<String> = settings
+        .export
+        .iter()
+        .map(ExportTarget::to_string)
+        .collect();
     tracing::info!(
         export = %exporters.join(","),
         "span export is not part of this build yet: decoded events are counted (and written with STEPSTITCH_EVENTS_OUT)"
@@ -61,7 +77,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 max_request_decoded_bytes: settings.max_request_decoded_bytes,
             },
         },
-        concurrency: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_requests)),
+        concurrency: Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_requests,
+        )),
         handoff: handoff.clone(),
         lifecycle: lifecycle.clone(),
         clock: clock.clone(),
@@ -74,12 +92,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     drop(handoff);
 
-    let ingest_listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("invalid STEPSTITCH_LISTEN: cannot listen on {}", settings.listen))?;
+    let ingest_listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "invalid STEPSTITCH_LISTEN: cannot listen on {}",
+            settings.listen
+        )
+    })?;
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
-        .with_context(|| format!("invalid STEPSTITCH_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen))?;
+        .with_context(|| {
+            format!(
+                "invalid STEPSTITCH_ADMIN_LISTEN: cannot listen on {}",
+                settings.admin_listen
+            )
+        })?;
     tracing::info!(
         ingest = %ingest_listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -87,10 +113,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reload = keys
-        .file()
-        .is_some()
-        .then(|| tokio::spawn(reload_keys(keys.clone(), settings.access_keys_reload_interval, stop_rx.clone())));
+    let reload = keys.file().is_some().then(|| {
+        tokio::spawn(reload_keys(
+            keys.clone(),
+            settings.access_keys_reload_interval,
+            stop_rx.clone(),
+        ))
+    });
 
     let ingest = tokio::spawn({
         let mut stop = stop_rx.clone();

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         eprintln!("stepstitch: cannot start logging: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stepstitch: cannot start the runtime: {e}");

@@ -38,7 +38,10 @@ fn check(records: &[String]) {
         let before = d.stats().decoded_bytes;
         d.decode_record(r);
         let grew = d.stats().decoded_bytes - before;
-        assert!(grew <= LIMITS.max_record_decoded_bytes as u64, "record decoded {grew} bytes");
+        assert!(
+            grew <= LIMITS.max_record_decoded_bytes as u64,
+            "record decoded {grew} bytes"
+        );
         total += grew;
     }
     let (events, stats) = d.finish();

@@ -49,11 +49,17 @@ impl Drop for Kill {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_state_machine_through_firehose() {
-    let Some((python, tools)) = peers() else { return };
+    let Some((python, tools)) = peers() else {
+        return;
+    };
     let s = Server::start(&["--access-key", "secret-key"]);
     let work = tempfile::tempdir().unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let moto_log = std::fs::File::create(work.path().join("moto.log")).unwrap();
     let _moto = Kill(
         Command::new(&python)
@@ -66,14 +72,25 @@ async fn moto_state_machine_through_firehose() {
     );
     let moto_url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while s.client.get(format!("{moto_url}/moto-api/")).send().await.is_err() {
+    while s
+        .client
+        .get(format!("{moto_url}/moto-api/"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "moto did not start");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let out = work.path().join("scenario");
     let scenario = tokio::task::spawn_blocking({
-        let (python, tools, sink, out) = (python.clone(), tools.clone(), s.url("/firehose"), out.clone());
+        let (python, tools, sink, out) = (
+            python.clone(),
+            tools.clone(),
+            s.url("/firehose"),
+            out.clone(),
+        );
         let url = moto_url.clone();
         move || {
             Command::new(python)
@@ -86,7 +103,10 @@ async fn moto_state_machine_through_firehose() {
                 .unwrap()
         }
     });
-    let output = tokio::time::timeout(Duration::from_secs(240), scenario).await.expect("scenario timed out").unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(240), scenario)
+        .await
+        .expect("scenario timed out")
+        .unwrap();
     let moto_text = std::fs::read_to_string(work.path().join("moto.log")).unwrap_or_default();
     assert!(
         output.status.success(),
@@ -95,8 +115,10 @@ async fn moto_state_machine_through_firehose() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let histories: BTreeMap<String, Vec<Value>> =
-        serde_json::from_str(&std::fs::read_to_string(format!("{}_history.json", out.display())).unwrap()).unwrap();
+    let histories: BTreeMap<String, Vec<Value>> = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}_history.json", out.display())).unwrap(),
+    )
+    .unwrap();
     assert_eq!(histories.len(), 2, "runs ok and fail");
     let total: usize = histories.values().map(Vec::len).sum();
     assert!(total >= 100, "expected about 109 events, got {total}");
@@ -114,23 +136,43 @@ async fn moto_state_machine_through_firehose() {
             .find(|(arn, _)| arn.ends_with(&format!(":{run}")))
             .unwrap_or_else(|| panic!("no execution for run {run}"));
         got.sort_by_key(|e| e["id"].as_u64());
-        let want = stepstitch::events::load_history(&serde_json::to_string(history).unwrap(), arn).unwrap();
+        let want = stepstitch::events::load_history(&serde_json::to_string(history).unwrap(), arn)
+            .unwrap();
         assert_eq!(got.len(), want.len(), "{run}");
         for (g, w) in got.iter().zip(&want) {
             let w = serde_json::to_value(w).unwrap();
             assert_eq!(g, &w, "{run}: event {}", w["id"]);
         }
-        let types: std::collections::BTreeSet<&str> = got.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        for t in ["ParallelStateStarted", "MapIterationStarted", "TaskFailed", "LambdaFunctionSucceeded", "ChoiceStateEntered"] {
+        let types: std::collections::BTreeSet<&str> =
+            got.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        for t in [
+            "ParallelStateStarted",
+            "MapIterationStarted",
+            "TaskFailed",
+            "LambdaFunctionSucceeded",
+            "ChoiceStateEntered",
+        ] {
             assert!(types.contains(t), "{run}: no {t}");
         }
-        let terminal = if run == "ok" { "ExecutionSucceeded" } else { "ExecutionFailed" };
+        let terminal = if run == "ok" {
+            "ExecutionSucceeded"
+        } else {
+            "ExecutionFailed"
+        };
         assert!(types.contains(terminal), "{run}: no {terminal}");
     }
 
     // One POST per log event, all authenticated with the stream's key.
-    assert_eq!(s.metric(r#"stepstitch_firehose_requests_total{status="200"}"#).await as usize, total);
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_requests_total{status="200"}"#)
+            .await as usize,
+        total
+    );
     // The scenario's direct PutRecord of plain text is a bad record: refused so Firehose keeps it.
-    assert_eq!(s.metric(r#"stepstitch_firehose_rejections_total{reason="all_records_invalid"}"#).await, 1.0);
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_rejections_total{reason="all_records_invalid"}"#)
+            .await,
+        1.0
+    );
     assert!(s.logs().iter().all(|l| !l.contains("secret-key")));
 }

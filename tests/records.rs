@@ -20,7 +20,9 @@ fn metric_name(reason: &str) -> String {
 async fn gzip_envelope_is_exploded_with_its_metadata() {
     let s = Server::start(&[]);
     let f = fixture();
-    let a = Post::new(&s, "cwl").send(body("cwl", &[cwl_record(&f.lines, f.state_machine())])).await;
+    let a = Post::new(&s, "cwl")
+        .send(body("cwl", &[cwl_record(&f.lines, f.state_machine())]))
+        .await;
     assert_eq!(a.status, 200);
     let events = s.events(f.lines.len()).await;
     assert_eq!(events.len(), f.lines.len());
@@ -29,25 +31,47 @@ async fn gzip_envelope_is_exploded_with_its_metadata() {
         assert_eq!(e["execution_arn"], l["execution_arn"]);
         assert_eq!(e["id"].to_string(), l["id"].as_str().unwrap());
         assert_eq!(e["type"], l["type"]);
-        assert_eq!(e["timestamp_ms"].to_string(), l["event_timestamp"].as_str().unwrap());
+        assert_eq!(
+            e["timestamp_ms"].to_string(),
+            l["event_timestamp"].as_str().unwrap()
+        );
         let src = &e["source"];
         assert_eq!(src["owner"], "418295736021");
-        assert_eq!(src["log_group"], "/aws/vendedlogs/states/PaymentSettlement-Logs");
-        assert_eq!(src["log_stream"], "states/PaymentSettlement/2026-11-24-10-00/1a2b3c4d");
+        assert_eq!(
+            src["log_group"],
+            "/aws/vendedlogs/states/PaymentSettlement-Logs"
+        );
+        assert_eq!(
+            src["log_stream"],
+            "states/PaymentSettlement/2026-11-24-10-00/1a2b3c4d"
+        );
         assert_eq!(src["subscription_filters"], json!(["to-stepstitch"]));
     }
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="data_message"}"#).await, 1.0);
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="data_message"}"#)
+            .await,
+        1.0
+    );
     assert_eq!(s.metric("stepstitch_firehose_log_events_total").await, 28.0);
 }
 
 #[tokio::test]
 async fn control_message_is_dropped_and_counted() {
     let s = Server::start(&[]);
-    let a = Post::new(&s, "ctl").send(body("ctl", &[b64(&gz(&control_envelope()))])).await;
+    let a = Post::new(&s, "ctl")
+        .send(body("ctl", &[b64(&gz(&control_envelope()))]))
+        .await;
     assert_eq!(a.status, 200);
     a.assert_contract("ctl");
-    assert_eq!(s.metric("stepstitch_firehose_control_messages_total").await, 1.0);
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="control_message"}"#).await, 1.0);
+    assert_eq!(
+        s.metric("stepstitch_firehose_control_messages_total").await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="control_message"}"#)
+            .await,
+        1.0
+    );
     assert_eq!(s.metric("stepstitch_events_decoded_total").await, 0.0);
 }
 
@@ -75,8 +99,16 @@ async fn plain_envelope_and_message_extraction_forms() {
     assert_eq!(ids, (1..=12).collect::<Vec<_>>());
     assert!(events[..4].iter().all(|e| e["source"].is_object()));
     assert!(events[4..].iter().all(|e| e.get("source").is_none()));
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="extracted_lines"}"#).await, 4.0);
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="data_message"}"#).await, 1.0);
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="extracted_lines"}"#)
+            .await,
+        4.0
+    );
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="data_message"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -94,7 +126,9 @@ async fn several_envelopes_and_gzip_members_in_one_record() {
     let mut members = gz(&envelope(a, sm));
     members.extend(gz(&envelope(b, sm)));
     members.extend(gz(&envelope(c, sm)));
-    let resp = Post::new(&s, "multi").send(body("multi", &[b64(&gz(&joined)), b64(&members)])).await;
+    let resp = Post::new(&s, "multi")
+        .send(body("multi", &[b64(&gz(&joined)), b64(&members)]))
+        .await;
     assert_eq!(resp.status, 200);
     let events = s.events(30).await;
     assert_eq!(events.len(), 30);
@@ -115,13 +149,13 @@ async fn bad_records_are_skipped_and_counted_the_batch_is_200() {
     let padded = format!("  \n{}\t\r\n", good);
     let records = vec![
         good.clone(),
-        String::new(),                                  // empty record
-        padded,                                         // whitespace-padded base64
-        "%%% not base64 %%%".into(),                    // invalid base64
-        b64(&corrupt_gzip),                             // gzip magic, corrupt stream
-        b64(&non_utf8),                                 // invalid UTF-8 inside JSON
-        b64(b"direct-put-record"),                      // not JSON
-        b64(br#"{"hello":"world"}"#),                   // JSON, not Step Functions
+        String::new(),                                     // empty record
+        padded,                                            // whitespace-padded base64
+        "%%% not base64 %%%".into(),                       // invalid base64
+        b64(&corrupt_gzip),                                // gzip magic, corrupt stream
+        b64(&non_utf8),                                    // invalid UTF-8 inside JSON
+        b64(b"direct-put-record"),                         // not JSON
+        b64(br#"{"hello":"world"}"#),                      // JSON, not Step Functions
         b64(br#"{"messageType":"WEIRD","logEvents":[]}"#), // unknown envelope type
     ];
     let a = Post::new(&s, "mixed").send(body("mixed", &records)).await;
@@ -134,11 +168,30 @@ async fn bad_records_are_skipped_and_counted_the_batch_is_200() {
     assert_eq!(s.metric(&metric_name("json")).await, 2.0);
     assert_eq!(s.metric(&metric_name("not_step_functions")).await, 1.0);
     assert_eq!(s.metric(&metric_name("unknown_message_type")).await, 1.0);
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="empty"}"#).await, 1.0);
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="other"}"#).await, 1.0);
-    assert_eq!(s.metric(r#"stepstitch_firehose_records_total{kind="invalid"}"#).await, 5.0);
-    let warn = s.logs().into_iter().find(|l| l.contains("skipped undecodable")).unwrap();
-    assert!(warn.contains("\"request_id\":\"mixed\""), "request id in the log: {warn}");
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="empty"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="other"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric(r#"stepstitch_firehose_records_total{kind="invalid"}"#)
+            .await,
+        5.0
+    );
+    let warn = s
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("skipped undecodable"))
+        .unwrap();
+    assert!(
+        warn.contains("\"request_id\":\"mixed\""),
+        "request id in the log: {warn}"
+    );
 }
 
 #[tokio::test]
@@ -151,10 +204,16 @@ async fn control_plus_data_plus_bad_batch() {
         "not-base64!".into(),
         b64(&gz(&control_envelope())),
     ];
-    let a = Post::new(&s, "alloy-shape").gzip().send(body("alloy-shape", &records)).await;
+    let a = Post::new(&s, "alloy-shape")
+        .gzip()
+        .send(body("alloy-shape", &records))
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(s.events(10).await.len(), 10);
-    assert_eq!(s.metric("stepstitch_firehose_control_messages_total").await, 2.0);
+    assert_eq!(
+        s.metric("stepstitch_firehose_control_messages_total").await,
+        2.0
+    );
     assert_eq!(s.metric(&metric_name("base64")).await, 1.0);
 }
 
@@ -162,17 +221,29 @@ async fn control_plus_data_plus_bad_batch() {
 async fn all_records_bad_is_400_so_firehose_keeps_them() {
     let s = Server::start(&[]);
     let records = vec!["@@@".to_string(), b64(b"plain text, not json")];
-    let a = Post::new(&s, "all-bad").send(body("all-bad", &records)).await;
+    let a = Post::new(&s, "all-bad")
+        .send(body("all-bad", &records))
+        .await;
     assert_eq!(a.status, 400);
     a.assert_contract("all-bad");
     let msg = a.json["errorMessage"].as_str().unwrap();
-    assert!(msg.contains("all 2 records") && msg.contains("base64"), "{msg}");
+    assert!(
+        msg.contains("all 2 records") && msg.contains("base64"),
+        "{msg}"
+    );
     // Well-formed content that is not ours is not "bad": only control messages → 200.
-    let a = Post::new(&s, "ctl-only").send(body("ctl-only", &[b64(&gz(&control_envelope()))])).await;
+    let a = Post::new(&s, "ctl-only")
+        .send(body("ctl-only", &[b64(&gz(&control_envelope()))]))
+        .await;
     assert_eq!(a.status, 200);
     let other_logs = json!({"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s",
         "subscriptionFilters":[],"logEvents":[{"id":"1","timestamp":1,"message":"START RequestId: abc"}]});
-    let a = Post::new(&s, "other").send(body("other", &[b64(&gz(other_logs.to_string().as_bytes()))])).await;
+    let a = Post::new(&s, "other")
+        .send(body(
+            "other",
+            &[b64(&gz(other_logs.to_string().as_bytes()))],
+        ))
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(s.metric(&metric_name("not_step_functions")).await, 1.0);
 }
@@ -189,19 +260,27 @@ async fn record_and_request_decoded_budgets() {
     let good = cwl_record(&f.lines, f.state_machine());
     // A record inflating past the per-record limit is skipped; the others pass.
     let bomb = b64(&gz(&vec![b' '; 50 << 20]));
-    let a = Post::new(&s, "rec-bomb").send(body("rec-bomb", &[good.clone(), bomb.clone()])).await;
+    let a = Post::new(&s, "rec-bomb")
+        .send(body("rec-bomb", &[good.clone(), bomb.clone()]))
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(s.metric(&metric_name("too_large")).await, 1.0);
     assert_eq!(s.events(28).await.len(), 28);
     // Past the request budget the whole request is refused (never half-accepted).
     let near = b64(&gz(&vec![b' '; (2 << 20) - 100]));
-    let a = Post::new(&s, "req-budget").send(body("req-budget", &[good.clone(), near.clone(), near])).await;
+    let a = Post::new(&s, "req-budget")
+        .send(body("req-budget", &[good.clone(), near.clone(), near]))
+        .await;
     assert_eq!(a.status, 400);
     a.assert_contract("req-budget");
     assert!(a.json["errorMessage"].as_str().unwrap().contains("budget"));
     assert_eq!(s.metric("stepstitch_events_decoded_total").await, 56.0);
     assert_eq!(s.metric("stepstitch_events_consumed_total").await, 28.0);
-    assert!(s.peak_rss() < 150 << 20, "budgets did not bound memory: {}", s.peak_rss());
+    assert!(
+        s.peak_rss() < 150 << 20,
+        "budgets did not bound memory: {}",
+        s.peak_rss()
+    );
 }
 
 #[tokio::test]
@@ -216,7 +295,10 @@ async fn common_attributes_forms_and_limits() {
         fifty.insert(format!("attr{i:02}"), Value::String("v".repeat(1024)));
     }
     let big = json!({ "commonAttributes": fifty }).to_string();
-    for (i, h) in [wrapped, flat, "{not json", big.as_str()].iter().enumerate() {
+    for (i, h) in [wrapped, flat, "{not json", big.as_str()]
+        .iter()
+        .enumerate()
+    {
         let id = format!("attrs-{i}");
         let a = Post::new(&s, &id)
             .header("x-amz-firehose-common-attributes", h)
@@ -224,9 +306,21 @@ async fn common_attributes_forms_and_limits() {
             .await;
         assert_eq!(a.status, 200, "{h}");
     }
-    assert_eq!(s.metric("stepstitch_firehose_common_attributes_invalid_total").await, 1.0);
-    assert_eq!(s.metric("stepstitch_firehose_common_attributes_dropped_total").await, 2.0);
-    assert_eq!(s.events(8).await.len(), 8, "a malformed header never costs data");
+    assert_eq!(
+        s.metric("stepstitch_firehose_common_attributes_invalid_total")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("stepstitch_firehose_common_attributes_dropped_total")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        s.events(8).await.len(),
+        8,
+        "a malformed header never costs data"
+    );
 }
 
 #[tokio::test]
@@ -235,7 +329,11 @@ async fn queue_full_answers_503_and_recovers() {
     // buffer fills, the consumer blocks and the hand-off fills up.
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("events.fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
     let s = Server::start(&[
@@ -252,10 +350,15 @@ async fn queue_full_answers_503_and_recovers() {
     let mut saw_503 = false;
     for i in 0..200 {
         let id = format!("fill-{i}");
-        let a = Post::new(&s, &id).send(body(&id, &[rec.clone()])).await;
+        let a = Post::new(&s, &id)
+            .send(body(&id, std::slice::from_ref(&rec)))
+            .await;
         if a.status == 503 {
             a.assert_contract(&id);
-            assert!(a.json["errorMessage"].as_str().unwrap().contains("queue is full"));
+            assert!(a.json["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("queue is full"));
             saw_503 = true;
             break;
         }
@@ -271,7 +374,9 @@ async fn queue_full_answers_503_and_recovers() {
     });
     let mut recovered = false;
     for _ in 0..100 {
-        let a = Post::new(&s, "after").send(body("after", &[rec.clone()])).await;
+        let a = Post::new(&s, "after")
+            .send(body("after", std::slice::from_ref(&rec)))
+            .await;
         if a.status == 200 {
             recovered = true;
             break;

@@ -14,7 +14,13 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The fields `includeExecutionData: false` removes from log lines.
-const DATA_FIELDS: &[&str] = &["input", "output", "parameters", "assigned_variables", "assigned_variables_aws_truncated"];
+const DATA_FIELDS: &[&str] = &[
+    "input",
+    "output",
+    "parameters",
+    "assigned_variables",
+    "assigned_variables_aws_truncated",
+];
 
 fn strip_execution_data(v: &mut Value) {
     if let Some(d) = v.get_mut("details").and_then(Value::as_object_mut) {
@@ -57,19 +63,28 @@ async fn every_fixture_decodes_to_its_history() {
     }
     let decoded = s.events(expected_events).await;
     assert_eq!(decoded.len(), expected_events);
-    assert_eq!(s.metric("stepstitch_decode_failures_total{reason=\"json\"}").await, 0.0);
+    assert_eq!(
+        s.metric("stepstitch_decode_failures_total{reason=\"json\"}")
+            .await,
+        0.0
+    );
 
     let mut by_arn: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for mut e in decoded {
         e.as_object_mut().unwrap().remove("source");
-        by_arn.entry(e["execution_arn"].as_str().unwrap().to_owned()).or_default().push(e);
+        by_arn
+            .entry(e["execution_arn"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e);
     }
     let mut types_seen = std::collections::BTreeSet::new();
     for f in &all {
         if f.lines.is_empty() {
             continue;
         }
-        let got = by_arn.remove(f.execution_arn()).unwrap_or_else(|| panic!("{}: no events", f.name));
+        let got = by_arn
+            .remove(f.execution_arn())
+            .unwrap_or_else(|| panic!("{}: no events", f.name));
         let history = stepstitch::events::load_history(&f.history(), f.execution_arn()).unwrap();
         let mut want: BTreeMap<u64, Value> = history
             .iter()
@@ -78,7 +93,9 @@ async fn every_fixture_decodes_to_its_history() {
         assert_eq!(got.len(), f.lines.len(), "{}", f.name);
         for mut g in got {
             let id = g["id"].as_u64().unwrap();
-            let mut w = want.remove(&id).unwrap_or_else(|| panic!("{}: event {id} not in history", f.name));
+            let mut w = want
+                .remove(&id)
+                .unwrap_or_else(|| panic!("{}: event {id} not in history", f.name));
             if !f.include_execution_data() {
                 strip_execution_data(&mut w);
                 strip_execution_data(&mut g);
@@ -87,7 +104,11 @@ async fn every_fixture_decodes_to_its_history() {
             types_seen.insert(g["type"].as_str().unwrap().to_owned());
         }
     }
-    assert!(by_arn.is_empty(), "events of unknown executions: {:?}", by_arn.keys());
+    assert!(
+        by_arn.is_empty(),
+        "events of unknown executions: {:?}",
+        by_arn.keys()
+    );
     assert!(types_seen.len() >= 50, "{} types", types_seen.len());
 }
 
@@ -101,23 +122,75 @@ fn synthesized() -> Vec<(Value, Value)> {
     };
     let fail = json!({"error": "States.Timeout", "cause": "{\"errorMessage\":\"boom\"}"});
     vec![
-        (line(2, "ActivityFailed", fail.clone()), json!({"error": "States.Timeout", "cause": "{\"errorMessage\":\"boom\"}"})),
-        (line(3, "ActivityScheduleFailed", json!({"error": "E", "cause": "C"})), json!({"error": "E", "cause": "C"})),
-        (line(4, "LambdaFunctionScheduleFailed", json!({"error": "Lambda.Unknown", "cause": "x"})), json!({"error": "Lambda.Unknown", "cause": "x"})),
-        (line(5, "LambdaFunctionStartFailed", json!({"error": "Lambda.ServiceException"})), json!({"error": "Lambda.ServiceException"})),
-        (line(6, "MapIterationAborted", json!({"name": "Map", "index": 3})), json!({"name": "Map", "index": 3})),
+        (
+            line(2, "ActivityFailed", fail.clone()),
+            json!({"error": "States.Timeout", "cause": "{\"errorMessage\":\"boom\"}"}),
+        ),
+        (
+            line(
+                3,
+                "ActivityScheduleFailed",
+                json!({"error": "E", "cause": "C"}),
+            ),
+            json!({"error": "E", "cause": "C"}),
+        ),
+        (
+            line(
+                4,
+                "LambdaFunctionScheduleFailed",
+                json!({"error": "Lambda.Unknown", "cause": "x"}),
+            ),
+            json!({"error": "Lambda.Unknown", "cause": "x"}),
+        ),
+        (
+            line(
+                5,
+                "LambdaFunctionStartFailed",
+                json!({"error": "Lambda.ServiceException"}),
+            ),
+            json!({"error": "Lambda.ServiceException"}),
+        ),
+        (
+            line(6, "MapIterationAborted", json!({"name": "Map", "index": 3})),
+            json!({"name": "Map", "index": 3}),
+        ),
         (line(7, "MapRunAborted", json!({})), Value::Null),
-        (line(8, "MapRunRedriven", json!({"mapRunArn": "arn:aws:states:us-east-1:418295736021:mapRun:Synth/Map:r1", "redriveCount": "1"})),
-            json!({"map_run_arn": "arn:aws:states:us-east-1:418295736021:mapRun:Synth/Map:r1", "redrive_count": 1})),
+        (
+            line(
+                8,
+                "MapRunRedriven",
+                json!({"mapRunArn": "arn:aws:states:us-east-1:418295736021:mapRun:Synth/Map:r1", "redriveCount": "1"}),
+            ),
+            json!({"map_run_arn": "arn:aws:states:us-east-1:418295736021:mapRun:Synth/Map:r1", "redrive_count": 1}),
+        ),
         (line(9, "MapStateAborted", json!({})), Value::Null),
         (line(10, "ParallelStateAborted", json!({})), Value::Null),
-        (line(11, "TaskStartFailed", json!({"resourceType": "lambda", "resource": "invoke", "error": "Lambda.AccessDenied", "cause": "no"})),
-            json!({"resource_type": "lambda", "resource": "invoke", "error": "Lambda.AccessDenied", "cause": "no"})),
-        (line(12, "TaskSubmitFailed", json!({"resourceType": "batch", "resource": "submitJob.sync", "error": "Batch.Client", "cause": "bad"})),
-            json!({"resource_type": "batch", "resource": "submitJob.sync", "error": "Batch.Client", "cause": "bad"})),
+        (
+            line(
+                11,
+                "TaskStartFailed",
+                json!({"resourceType": "lambda", "resource": "invoke", "error": "Lambda.AccessDenied", "cause": "no"}),
+            ),
+            json!({"resource_type": "lambda", "resource": "invoke", "error": "Lambda.AccessDenied", "cause": "no"}),
+        ),
+        (
+            line(
+                12,
+                "TaskSubmitFailed",
+                json!({"resourceType": "batch", "resource": "submitJob.sync", "error": "Batch.Client", "cause": "bad"}),
+            ),
+            json!({"resource_type": "batch", "resource": "submitJob.sync", "error": "Batch.Client", "cause": "bad"}),
+        ),
         (line(13, "WaitStateAborted", json!({})), Value::Null),
         // A type from the future passes through with the fields we know.
-        (line(14, "QuantumStateEntangled", json!({"name": "Q", "error": "Spooky", "novel": {"x": 1}})), json!({"name": "Q", "error": "Spooky"})),
+        (
+            line(
+                14,
+                "QuantumStateEntangled",
+                json!({"name": "Q", "error": "Spooky", "novel": {"x": 1}}),
+            ),
+            json!({"name": "Q", "error": "Spooky"}),
+        ),
     ]
 }
 
@@ -126,7 +199,9 @@ async fn the_twelve_types_without_fixtures_and_unknown_types() {
     let s = Server::start(&[]);
     let cases = synthesized();
     let lines: Vec<String> = cases.iter().map(|(l, _)| l.to_string()).collect();
-    let a = Post::new(&s, "synth").send(body("synth", &[cwl_record(&lines, "Synth")])).await;
+    let a = Post::new(&s, "synth")
+        .send(body("synth", &[cwl_record(&lines, "Synth")]))
+        .await;
     assert_eq!(a.status, 200);
     let events = s.events(cases.len()).await;
     assert_eq!(events.len(), cases.len());
@@ -159,7 +234,9 @@ async fn lenient_scalars_truncation_and_missing_fields() {
         json!({"type": "PassStateEntered", "event_timestamp": "1", "execution_arn": arn}).to_string(),
         json!({"id": "6", "type": "PassStateEntered", "event_timestamp": "1", "execution_arn": "arn:aws:lambda:x"}).to_string(),
     ];
-    let a = Post::new(&s, "lenient").send(body("lenient", &[cwl_record(&lines, "Lenient")])).await;
+    let a = Post::new(&s, "lenient")
+        .send(body("lenient", &[cwl_record(&lines, "Lenient")]))
+        .await;
     assert_eq!(a.status, 200);
     let e = s.events(4).await;
     assert_eq!(e.len(), 4);
@@ -170,7 +247,11 @@ async fn lenient_scalars_truncation_and_missing_fields() {
     assert_eq!(e[2]["details"], json!({"name": "Big"}));
     assert_eq!(e[3]["timestamp_ms"], 1780000000003i64);
     assert_eq!(e[3]["redrive_count"], 2);
-    assert_eq!(s.metric("stepstitch_decode_failures_total{reason=\"invalid_event\"}").await, 2.0);
+    assert_eq!(
+        s.metric("stepstitch_decode_failures_total{reason=\"invalid_event\"}")
+            .await,
+        2.0
+    );
 }
 
 #[test]
@@ -178,9 +259,13 @@ fn standard_and_express_arns() {
     use stepstitch::events::{ExecutionArn, WorkflowType};
     let mut kinds = std::collections::BTreeMap::new();
     for f in fixtures::all() {
-        let a = ExecutionArn::parse(f.execution_arn()).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let a =
+            ExecutionArn::parse(f.execution_arn()).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         assert_eq!(a.region, f.meta["region"].as_str().unwrap());
-        assert_eq!(a.state_machine_arn(), f.meta["state_machine_arn"].as_str().unwrap());
+        assert_eq!(
+            a.state_machine_arn(),
+            f.meta["state_machine_arn"].as_str().unwrap()
+        );
         let wt = match a.workflow_type {
             WorkflowType::Standard => "STANDARD",
             WorkflowType::Express => "EXPRESS",
@@ -188,7 +273,10 @@ fn standard_and_express_arns() {
         assert_eq!(wt, f.meta["workflow_type"].as_str().unwrap(), "{}", f.name);
         *kinds.entry(wt).or_insert(0) += 1;
     }
-    assert!(kinds["EXPRESS"] >= 40 && kinds["STANDARD"] >= 400, "{kinds:?}");
+    assert!(
+        kinds["EXPRESS"] >= 40 && kinds["STANDARD"] >= 400,
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -198,6 +286,9 @@ fn payload_validity_is_reported_on_demand() {
     let input = events[0].details.input().unwrap();
     assert!(input.is_valid_json());
     assert_eq!(input.json().unwrap()["merchantId"], "m-7781");
-    let cut = stepstitch::events::Payload { text: "{\"a\":[1,".into(), aws_truncated: true };
+    let cut = stepstitch::events::Payload {
+        text: "{\"a\":[1,".into(),
+        aws_truncated: true,
+    };
     assert!(!cut.is_valid_json() && cut.json().is_none());
 }

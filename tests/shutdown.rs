@@ -35,14 +35,22 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let ready = s.client.get(s.admin_url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     // New connections are no longer accepted.
-    assert!(Post::new(&s, "late").send_result(body("late", &[])).await.map(|a| a.status != 200).unwrap_or(true));
+    assert!(Post::new(&s, "late")
+        .send_result(body("late", &[]))
+        .await
+        .map(|a| a.status != 200)
+        .unwrap_or(true));
 
     c.write_all(&rest).unwrap();
     let mut resp = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&resp).contains("\"timestamp\"") {
         let n = c.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&resp));
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&resp)
+        );
         resp.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&resp);
@@ -61,7 +69,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_on_idle_server_exits_zero_quickly() {
     let mut s = Server::start(&[]);
-    let ok = std::process::Command::new("kill").args(["-INT", &s.pid().to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &s.pid().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let status = tokio::task::block_in_place(|| s.wait_exit(Duration::from_secs(5)));
     assert_eq!(status.code(), Some(0));

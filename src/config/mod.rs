@@ -50,16 +50,29 @@ pub struct ServeArgs {
     #[arg(long, env = "STEPSTITCH_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
     /// Admin listener (`/health`, `/ready`, `/metrics`).
-    #[arg(long, env = "STEPSTITCH_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
     pub admin_listen: String,
     /// Accepted Firehose access key (repeat the flag, or comma-separate in the env). None: no auth.
-    #[arg(long = "access-key", env = "STEPSTITCH_ACCESS_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "access-key",
+        env = "STEPSTITCH_ACCESS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub access_keys: Vec<String>,
     /// File with one access key per line, re-read when it changes (rotation without restart).
     #[arg(long, env = "STEPSTITCH_ACCESS_KEYS_FILE")]
     pub access_keys_file: Option<String>,
     /// How often the access keys file is checked for changes.
-    #[arg(long, env = "STEPSTITCH_ACCESS_KEYS_RELOAD_INTERVAL", default_value = "5s")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_ACCESS_KEYS_RELOAD_INTERVAL",
+        default_value = "5s"
+    )]
     pub access_keys_reload_interval: String,
     /// Directory for durable state.
     #[arg(long, env = "STEPSTITCH_DATA_DIR", default_value = "./data")]
@@ -81,16 +94,28 @@ pub struct ServeArgs {
     #[arg(long, env = "STEPSTITCH_MAX_BODY_BYTES", default_value = "80MiB")]
     pub max_body_bytes: String,
     /// Largest decoded size of one record (base64 + gunzip).
-    #[arg(long, env = "STEPSTITCH_MAX_RECORD_DECODED_BYTES", default_value = "16MiB")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_MAX_RECORD_DECODED_BYTES",
+        default_value = "16MiB"
+    )]
     pub max_record_decoded_bytes: String,
     /// Largest decoded size of all records of one request.
-    #[arg(long, env = "STEPSTITCH_MAX_REQUEST_DECODED_BYTES", default_value = "640MiB")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_MAX_REQUEST_DECODED_BYTES",
+        default_value = "640MiB"
+    )]
     pub max_request_decoded_bytes: String,
     /// Firehose requests processed at once; more are answered 503.
     #[arg(long, env = "STEPSTITCH_MAX_CONCURRENT_REQUESTS", default_value = "16")]
     pub max_concurrent_requests: String,
     /// Events accepted but not yet processed, at most; past it requests get 503.
-    #[arg(long, env = "STEPSTITCH_QUEUE_CAPACITY_EVENTS", default_value = "1000000")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_QUEUE_CAPACITY_EVENTS",
+        default_value = "1000000"
+    )]
     pub queue_capacity_events: String,
     /// How long a request waits for room in the queue before 503.
     #[arg(long, env = "STEPSTITCH_HANDOFF_WAIT", default_value = "1s")]
@@ -162,10 +187,20 @@ pub struct Setting {
 
 macro_rules! setting {
     ($env:literal, $flag:literal, $example:literal) => {
-        Setting { env: $env, flag: $flag, example: $example, secret: false }
+        Setting {
+            env: $env,
+            flag: $flag,
+            example: $example,
+            secret: false,
+        }
     };
     ($env:literal, $flag:literal, $example:literal, secret) => {
-        Setting { env: $env, flag: $flag, example: $example, secret: true }
+        Setting {
+            env: $env,
+            flag: $flag,
+            example: $example,
+            secret: true,
+        }
     };
 }
 
@@ -272,47 +307,127 @@ pub const FIREHOSE_MAX_BODY: usize = 64 << 20;
 mod names {
     use super::Setting;
     pub const LISTEN: Setting = setting!("STEPSTITCH_LISTEN", "--listen", "0.0.0.0:8080");
-    pub const ADMIN_LISTEN: Setting = setting!("STEPSTITCH_ADMIN_LISTEN", "--admin-listen", "127.0.0.1:9090");
-    pub const ACCESS_KEYS: Setting = setting!("STEPSTITCH_ACCESS_KEYS", "--access-key", "key-2026-a,key-2026-b", secret);
-    pub const ACCESS_KEYS_FILE: Setting = setting!("STEPSTITCH_ACCESS_KEYS_FILE", "--access-keys-file", "/etc/stepstitch/access-keys");
-    pub const RELOAD: Setting = setting!("STEPSTITCH_ACCESS_KEYS_RELOAD_INTERVAL", "--access-keys-reload-interval", "5s");
-    pub const DATA_DIR: Setting = setting!("STEPSTITCH_DATA_DIR", "--data-dir", "/var/lib/stepstitch");
-    pub const EXPORT: Setting = setting!("STEPSTITCH_EXPORT", "--export", "datadog,jsonl:/var/log/spans.jsonl");
-    pub const FINALIZE_GRACE: Setting = setting!("STEPSTITCH_FINALIZE_GRACE", "--finalize-grace", "5s");
+    pub const ADMIN_LISTEN: Setting = setting!(
+        "STEPSTITCH_ADMIN_LISTEN",
+        "--admin-listen",
+        "127.0.0.1:9090"
+    );
+    pub const ACCESS_KEYS: Setting = setting!(
+        "STEPSTITCH_ACCESS_KEYS",
+        "--access-key",
+        "key-2026-a,key-2026-b",
+        secret
+    );
+    pub const ACCESS_KEYS_FILE: Setting = setting!(
+        "STEPSTITCH_ACCESS_KEYS_FILE",
+        "--access-keys-file",
+        "/etc/stepstitch/access-keys"
+    );
+    pub const RELOAD: Setting = setting!(
+        "STEPSTITCH_ACCESS_KEYS_RELOAD_INTERVAL",
+        "--access-keys-reload-interval",
+        "5s"
+    );
+    pub const DATA_DIR: Setting =
+        setting!("STEPSTITCH_DATA_DIR", "--data-dir", "/var/lib/stepstitch");
+    pub const EXPORT: Setting = setting!(
+        "STEPSTITCH_EXPORT",
+        "--export",
+        "datadog,jsonl:/var/log/spans.jsonl"
+    );
+    pub const FINALIZE_GRACE: Setting =
+        setting!("STEPSTITCH_FINALIZE_GRACE", "--finalize-grace", "5s");
     pub const IDLE_TIMEOUT: Setting = setting!("STEPSTITCH_IDLE_TIMEOUT", "--idle-timeout", "30m");
-    pub const MAX_PAYLOAD: Setting = setting!("STEPSTITCH_MAX_PAYLOAD_BYTES", "--max-payload-bytes", "16384");
-    pub const MAX_BODY: Setting = setting!("STEPSTITCH_MAX_BODY_BYTES", "--max-body-bytes", "80MiB");
-    pub const MAX_RECORD: Setting = setting!("STEPSTITCH_MAX_RECORD_DECODED_BYTES", "--max-record-decoded-bytes", "16MiB");
-    pub const MAX_REQUEST: Setting = setting!("STEPSTITCH_MAX_REQUEST_DECODED_BYTES", "--max-request-decoded-bytes", "640MiB");
-    pub const CONCURRENCY: Setting = setting!("STEPSTITCH_MAX_CONCURRENT_REQUESTS", "--max-concurrent-requests", "16");
-    pub const QUEUE: Setting = setting!("STEPSTITCH_QUEUE_CAPACITY_EVENTS", "--queue-capacity-events", "1000000");
+    pub const MAX_PAYLOAD: Setting = setting!(
+        "STEPSTITCH_MAX_PAYLOAD_BYTES",
+        "--max-payload-bytes",
+        "16384"
+    );
+    pub const MAX_BODY: Setting =
+        setting!("STEPSTITCH_MAX_BODY_BYTES", "--max-body-bytes", "80MiB");
+    pub const MAX_RECORD: Setting = setting!(
+        "STEPSTITCH_MAX_RECORD_DECODED_BYTES",
+        "--max-record-decoded-bytes",
+        "16MiB"
+    );
+    pub const MAX_REQUEST: Setting = setting!(
+        "STEPSTITCH_MAX_REQUEST_DECODED_BYTES",
+        "--max-request-decoded-bytes",
+        "640MiB"
+    );
+    pub const CONCURRENCY: Setting = setting!(
+        "STEPSTITCH_MAX_CONCURRENT_REQUESTS",
+        "--max-concurrent-requests",
+        "16"
+    );
+    pub const QUEUE: Setting = setting!(
+        "STEPSTITCH_QUEUE_CAPACITY_EVENTS",
+        "--queue-capacity-events",
+        "1000000"
+    );
     pub const HANDOFF_WAIT: Setting = setting!("STEPSTITCH_HANDOFF_WAIT", "--handoff-wait", "1s");
-    pub const REQUEST_TIMEOUT: Setting = setting!("STEPSTITCH_REQUEST_TIMEOUT", "--request-timeout", "150s");
-    pub const SHUTDOWN_TIMEOUT: Setting = setting!("STEPSTITCH_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "25s");
+    pub const REQUEST_TIMEOUT: Setting =
+        setting!("STEPSTITCH_REQUEST_TIMEOUT", "--request-timeout", "150s");
+    pub const SHUTDOWN_TIMEOUT: Setting =
+        setting!("STEPSTITCH_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "25s");
     pub const LOG_FORMAT: Setting = setting!("STEPSTITCH_LOG_FORMAT", "--log-format", "json");
     pub const LOG: Setting = setting!("STEPSTITCH_LOG", "--log", "info,stepstitch=debug");
-    pub const DD_API_KEY: Setting = setting!("DD_API_KEY", "--dd-api-key", "<32 hex characters>", secret);
+    pub const DD_API_KEY: Setting =
+        setting!("DD_API_KEY", "--dd-api-key", "<32 hex characters>", secret);
     pub const DD_SITE: Setting = setting!("DD_SITE", "--dd-site", "datadoghq.eu");
     pub const DD_TAGS: Setting = setting!("DD_TAGS", "--dd-tags", "team:payments,tier:1");
-    pub const DD_TRACE_AGENT_URL: Setting = setting!("DD_TRACE_AGENT_URL", "--dd-trace-agent-url", "http://datadog-agent:8126");
-    pub const DD_DOGSTATSD_URL: Setting = setting!("DD_DOGSTATSD_URL", "--dd-dogstatsd-url", "udp://datadog-agent:8125");
-    pub const DD_APM_DD_URL: Setting = setting!("DD_APM_DD_URL", "--dd-apm-dd-url", "https://trace.agent.datadoghq.eu");
+    pub const DD_TRACE_AGENT_URL: Setting = setting!(
+        "DD_TRACE_AGENT_URL",
+        "--dd-trace-agent-url",
+        "http://datadog-agent:8126"
+    );
+    pub const DD_DOGSTATSD_URL: Setting = setting!(
+        "DD_DOGSTATSD_URL",
+        "--dd-dogstatsd-url",
+        "udp://datadog-agent:8125"
+    );
+    pub const DD_APM_DD_URL: Setting = setting!(
+        "DD_APM_DD_URL",
+        "--dd-apm-dd-url",
+        "https://trace.agent.datadoghq.eu"
+    );
     pub const DD_DD_URL: Setting = setting!("DD_DD_URL", "--dd-dd-url", "https://api.datadoghq.eu");
-    pub const DD_LOGS_URL: Setting = setting!("DD_LOGS_CONFIG_LOGS_DD_URL", "--dd-logs-config-logs-dd-url", "https://http-intake.logs.datadoghq.eu");
-    pub const OTLP_ENDPOINT: Setting = setting!("OTEL_EXPORTER_OTLP_ENDPOINT", "--otel-exporter-otlp-endpoint", "http://otel-collector:4318");
-    pub const OTLP_HEADERS: Setting = setting!("OTEL_EXPORTER_OTLP_HEADERS", "--otel-exporter-otlp-headers", "api-key=abc,team=core", secret);
+    pub const DD_LOGS_URL: Setting = setting!(
+        "DD_LOGS_CONFIG_LOGS_DD_URL",
+        "--dd-logs-config-logs-dd-url",
+        "https://http-intake.logs.datadoghq.eu"
+    );
+    pub const OTLP_ENDPOINT: Setting = setting!(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "--otel-exporter-otlp-endpoint",
+        "http://otel-collector:4318"
+    );
+    pub const OTLP_HEADERS: Setting = setting!(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "--otel-exporter-otlp-headers",
+        "api-key=abc,team=core",
+        secret
+    );
 }
 
 fn usize_of(s: Setting, v: &str, r: Result<u64, String>) -> Result<usize, ConfigError> {
     let n = check(s, v, r)?;
-    check(s, v, usize::try_from(n).map_err(|_| "too large".to_string()))
+    check(
+        s,
+        v,
+        usize::try_from(n).map_err(|_| "too large".to_string()),
+    )
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn parse_export(raw: &str, dd: &DatadogSettings, otlp: &OtlpSettings) -> Result<Vec<ExportTarget>, ConfigError> {
+fn parse_export(
+    raw: &str,
+    dd: &DatadogSettings,
+    otlp: &OtlpSettings,
+) -> Result<Vec<ExportTarget>, ConfigError> {
     let s = names::EXPORT;
     let mut out = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -337,18 +452,28 @@ fn parse_export(raw: &str, dd: &DatadogSettings, otlp: &OtlpSettings) -> Result<
             ExportTarget::DatadogAgent if dd.trace_agent_url.is_none() => {
                 Some("datadog-agent needs DD_TRACE_AGENT_URL")
             }
-            ExportTarget::Otlp if otlp.endpoint.is_none() => Some("otlp needs OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ExportTarget::Otlp if otlp.endpoint.is_none() => {
+                Some("otlp needs OTEL_EXPORTER_OTLP_ENDPOINT")
+            }
             _ => None,
         };
         if let Some(problem) = missing {
-            return Err(ConfigError { setting: s, value: raw.into(), problem: problem.into() });
+            return Err(ConfigError {
+                setting: s,
+                value: raw.into(),
+                problem: problem.into(),
+            });
         }
         if !out.contains(&target) {
             out.push(target);
         }
     }
     if out.is_empty() {
-        return Err(ConfigError { setting: s, value: raw.into(), problem: "no exporter named".into() });
+        return Err(ConfigError {
+            setting: s,
+            value: raw.into(),
+            problem: "no exporter named".into(),
+        });
     }
     Ok(out)
 }
@@ -359,32 +484,58 @@ impl Settings {
         let dur = |s: Setting, v: &str| check(s, v, parse::duration(v));
         let size = |s: Setting, v: &str| usize_of(s, v, parse::byte_size(v));
         let count = |s: Setting, v: &str| usize_of(s, v, parse::positive_int(v));
-        let opt_url = |s: Setting, v: Option<String>, schemes: &[&str]| -> Result<Option<String>, ConfigError> {
-            non_empty(v).map(|v| check(s, &v, parse::url(&v, schemes))).transpose()
+        let opt_url = |s: Setting,
+                       v: Option<String>,
+                       schemes: &[&str]|
+         -> Result<Option<String>, ConfigError> {
+            non_empty(v)
+                .map(|v| check(s, &v, parse::url(&v, schemes)))
+                .transpose()
         };
 
         let access_keys: Vec<String> = a.access_keys.iter().map(|k| k.trim().to_owned()).collect();
         if let Some(i) = access_keys.iter().position(String::is_empty) {
-            return Err(ConfigError { setting: ACCESS_KEYS, value: String::new(), problem: format!("key {i} is empty") });
+            return Err(ConfigError {
+                setting: ACCESS_KEYS,
+                value: String::new(),
+                problem: format!("key {i} is empty"),
+            });
         }
-        if access_keys.iter().any(|k| k.len() > crate::firehose::auth::MAX_KEY_BYTES) {
-            return Err(ConfigError { setting: ACCESS_KEYS, value: String::new(), problem: "a key is longer than 4096 bytes".into() });
+        if access_keys
+            .iter()
+            .any(|k| k.len() > crate::firehose::auth::MAX_KEY_BYTES)
+        {
+            return Err(ConfigError {
+                setting: ACCESS_KEYS,
+                value: String::new(),
+                problem: "a key is longer than 4096 bytes".into(),
+            });
         }
         let access_keys_file = non_empty(a.access_keys_file).map(PathBuf::from);
         if let Some(path) = &access_keys_file {
             if let Err(e) = std::fs::File::open(path) {
-                return Err(ConfigError { setting: ACCESS_KEYS_FILE, value: path.display().to_string(), problem: format!("cannot read it ({e})") });
+                return Err(ConfigError {
+                    setting: ACCESS_KEYS_FILE,
+                    value: path.display().to_string(),
+                    problem: format!("cannot read it ({e})"),
+                });
             }
         }
         let access_keys_reload_interval = dur(RELOAD, &a.access_keys_reload_interval)?;
         if access_keys_reload_interval.is_zero() {
-            return Err(ConfigError { setting: RELOAD, value: a.access_keys_reload_interval, problem: "must be longer than 0s".into() });
+            return Err(ConfigError {
+                setting: RELOAD,
+                value: a.access_keys_reload_interval,
+                problem: "must be longer than 0s".into(),
+            });
         }
-        let data_dir = non_empty(Some(a.data_dir.clone())).map(PathBuf::from).ok_or(ConfigError {
-            setting: DATA_DIR,
-            value: a.data_dir,
-            problem: "empty path".into(),
-        })?;
+        let data_dir = non_empty(Some(a.data_dir.clone()))
+            .map(PathBuf::from)
+            .ok_or(ConfigError {
+                setting: DATA_DIR,
+                value: a.data_dir,
+                problem: "empty path".into(),
+            })?;
 
         let datadog = DatadogSettings {
             api_key: non_empty(a.dd_api_key),
@@ -396,27 +547,53 @@ impl Settings {
                 Some(t) => check(DD_TAGS, &t, parse::tags(&t))?,
                 None => Vec::new(),
             },
-            trace_agent_url: opt_url(DD_TRACE_AGENT_URL, a.dd_trace_agent_url, &["http", "https", "unix"])?,
-            dogstatsd_url: opt_url(DD_DOGSTATSD_URL, a.dd_dogstatsd_url, &["udp", "unix", "unixgram"])?,
+            trace_agent_url: opt_url(
+                DD_TRACE_AGENT_URL,
+                a.dd_trace_agent_url,
+                &["http", "https", "unix"],
+            )?,
+            dogstatsd_url: opt_url(
+                DD_DOGSTATSD_URL,
+                a.dd_dogstatsd_url,
+                &["udp", "unix", "unixgram"],
+            )?,
             apm_dd_url: opt_url(DD_APM_DD_URL, a.dd_apm_dd_url, &["http", "https"])?,
             dd_url: opt_url(DD_DD_URL, a.dd_dd_url, &["http", "https"])?,
-            logs_dd_url: opt_url(DD_LOGS_URL, a.dd_logs_config_logs_dd_url, &["http", "https"])?,
+            logs_dd_url: opt_url(
+                DD_LOGS_URL,
+                a.dd_logs_config_logs_dd_url,
+                &["http", "https"],
+            )?,
         };
         if let Some(k) = &datadog.api_key {
             if k.len() < 8 || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(ConfigError { setting: DD_API_KEY, value: String::new(), problem: "not an API key (letters and digits, usually 32 hex)".into() });
+                return Err(ConfigError {
+                    setting: DD_API_KEY,
+                    value: String::new(),
+                    problem: "not an API key (letters and digits, usually 32 hex)".into(),
+                });
             }
         }
         let otlp = OtlpSettings {
-            endpoint: opt_url(OTLP_ENDPOINT, a.otel_exporter_otlp_endpoint, &["http", "https"])?,
+            endpoint: opt_url(
+                OTLP_ENDPOINT,
+                a.otel_exporter_otlp_endpoint,
+                &["http", "https"],
+            )?,
             headers: match non_empty(a.otel_exporter_otlp_headers) {
                 None => Vec::new(),
                 Some(h) => h
                     .split(',')
                     .filter(|p| !p.trim().is_empty())
                     .map(|pair| match pair.split_once('=') {
-                        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-                        _ => Err(ConfigError { setting: OTLP_HEADERS, value: String::new(), problem: "expected key=value pairs".into() }),
+                        Some((k, v)) if !k.trim().is_empty() => {
+                            Ok((k.trim().to_owned(), v.trim().to_owned()))
+                        }
+                        _ => Err(ConfigError {
+                            setting: OTLP_HEADERS,
+                            value: String::new(),
+                            problem: "expected key=value pairs".into(),
+                        }),
                     })
                     .collect::<Result<_, _>>()?,
             },
@@ -431,34 +608,70 @@ impl Settings {
 
         let max_body_bytes = size(MAX_BODY, &a.max_body_bytes)?;
         if max_body_bytes < (1 << 20) {
-            return Err(ConfigError { setting: MAX_BODY, value: a.max_body_bytes, problem: "must be at least 1MiB".into() });
+            return Err(ConfigError {
+                setting: MAX_BODY,
+                value: a.max_body_bytes,
+                problem: "must be at least 1MiB".into(),
+            });
         }
         let max_record_decoded_bytes = size(MAX_RECORD, &a.max_record_decoded_bytes)?;
         if max_record_decoded_bytes < 1_024_000 {
-            return Err(ConfigError { setting: MAX_RECORD, value: a.max_record_decoded_bytes, problem: "must be at least 1024000 (Firehose's record size)".into() });
+            return Err(ConfigError {
+                setting: MAX_RECORD,
+                value: a.max_record_decoded_bytes,
+                problem: "must be at least 1024000 (Firehose's record size)".into(),
+            });
         }
         let max_request_decoded_bytes = size(MAX_REQUEST, &a.max_request_decoded_bytes)?;
         if max_request_decoded_bytes < max_record_decoded_bytes {
-            return Err(ConfigError { setting: MAX_REQUEST, value: a.max_request_decoded_bytes, problem: "must be at least the per-record limit".into() });
+            return Err(ConfigError {
+                setting: MAX_REQUEST,
+                value: a.max_request_decoded_bytes,
+                problem: "must be at least the per-record limit".into(),
+            });
         }
 
         let log_format = match a.log_format.trim().to_ascii_lowercase().as_str() {
             "json" => crate::telemetry::LogFormat::Json,
             "text" => crate::telemetry::LogFormat::Text,
-            _ => return Err(ConfigError { setting: LOG_FORMAT, value: a.log_format, problem: "must be json or text".into() }),
+            _ => {
+                return Err(ConfigError {
+                    setting: LOG_FORMAT,
+                    value: a.log_format,
+                    problem: "must be json or text".into(),
+                })
+            }
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&a.log) {
-            return Err(ConfigError { setting: LOG, value: a.log.clone(), problem: format!("not a log filter ({e})") });
+            return Err(ConfigError {
+                setting: LOG,
+                value: a.log.clone(),
+                problem: format!("not a log filter ({e})"),
+            });
         }
-        let events_out = non_empty(a.events_out).map(|p| if p == "-" { None } else { Some(PathBuf::from(p)) });
+        let events_out = non_empty(a.events_out).map(|p| {
+            if p == "-" {
+                None
+            } else {
+                Some(PathBuf::from(p))
+            }
+        });
         let request_timeout = dur(REQUEST_TIMEOUT, &a.request_timeout)?;
         if request_timeout.is_zero() || request_timeout >= Duration::from_secs(180) {
-            return Err(ConfigError { setting: REQUEST_TIMEOUT, value: a.request_timeout, problem: "must be above 0s and below Firehose's 3-minute deadline".into() });
+            return Err(ConfigError {
+                setting: REQUEST_TIMEOUT,
+                value: a.request_timeout,
+                problem: "must be above 0s and below Firehose's 3-minute deadline".into(),
+            });
         }
 
         Ok(Settings {
             listen: check(LISTEN, &a.listen, parse::socket_addr(&a.listen))?,
-            admin_listen: check(ADMIN_LISTEN, &a.admin_listen, parse::socket_addr(&a.admin_listen))?,
+            admin_listen: check(
+                ADMIN_LISTEN,
+                &a.admin_listen,
+                parse::socket_addr(&a.admin_listen),
+            )?,
             access_keys,
             access_keys_file,
             access_keys_reload_interval,
@@ -466,7 +679,11 @@ impl Settings {
             export,
             finalize_grace: dur(FINALIZE_GRACE, &a.finalize_grace)?,
             idle_timeout: dur(IDLE_TIMEOUT, &a.idle_timeout)?,
-            max_payload_bytes: usize_of(MAX_PAYLOAD, &a.max_payload_bytes, parse::byte_size(&a.max_payload_bytes))?,
+            max_payload_bytes: usize_of(
+                MAX_PAYLOAD,
+                &a.max_payload_bytes,
+                parse::byte_size(&a.max_payload_bytes),
+            )?,
             max_body_bytes,
             max_record_decoded_bytes,
             max_request_decoded_bytes,
@@ -519,7 +736,16 @@ mod tests {
 
     #[test]
     fn serve_subcommand_takes_the_same_flags() {
-        let s = parse(&["serve", "--listen", "127.0.0.1:1234", "--access-key", "a", "--access-key", "b"]).unwrap();
+        let s = parse(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:1234",
+            "--access-key",
+            "a",
+            "--access-key",
+            "b",
+        ])
+        .unwrap();
         assert_eq!(s.listen.port(), 1234);
         assert_eq!(s.access_keys, vec!["a", "b"]);
     }
@@ -531,21 +757,47 @@ mod tests {
         let s = parse(&["--dd-trace-agent-url", "http://127.0.0.1:8126"]).unwrap();
         assert_eq!(s.export, vec![ExportTarget::DatadogAgent]);
         let s = parse(&["--export", "jsonl:/tmp/x.jsonl,jsonl:-"]).unwrap();
-        assert_eq!(s.export, vec![ExportTarget::Jsonl(Some("/tmp/x.jsonl".into())), ExportTarget::Jsonl(None)]);
+        assert_eq!(
+            s.export,
+            vec![
+                ExportTarget::Jsonl(Some("/tmp/x.jsonl".into())),
+                ExportTarget::Jsonl(None)
+            ]
+        );
     }
 
     #[test]
     fn bad_values_name_the_setting_and_an_example() {
         let cases: &[(&[&str], &str, &str)] = &[
-            (&["--finalize-grace", "soon"], "STEPSTITCH_FINALIZE_GRACE (--finalize-grace)", "5s"),
+            (
+                &["--finalize-grace", "soon"],
+                "STEPSTITCH_FINALIZE_GRACE (--finalize-grace)",
+                "5s",
+            ),
             (&["--listen", "8080"], "STEPSTITCH_LISTEN", "0.0.0.0:8080"),
-            (&["--max-body-bytes", "12 parsecs"], "STEPSTITCH_MAX_BODY_BYTES", "80MiB"),
-            (&["--max-concurrent-requests", "0"], "STEPSTITCH_MAX_CONCURRENT_REQUESTS", "16"),
+            (
+                &["--max-body-bytes", "12 parsecs"],
+                "STEPSTITCH_MAX_BODY_BYTES",
+                "80MiB",
+            ),
+            (
+                &["--max-concurrent-requests", "0"],
+                "STEPSTITCH_MAX_CONCURRENT_REQUESTS",
+                "16",
+            ),
             (&["--export", "splunk"], "STEPSTITCH_EXPORT", "datadog"),
             (&["--export", "datadog"], "DD_API_KEY", "datadog"),
             (&["--dd-site", "not a site"], "DD_SITE", "datadoghq.eu"),
-            (&["--dd-trace-agent-url", "localhost:8126"], "DD_TRACE_AGENT_URL", "http://datadog-agent:8126"),
-            (&["--request-timeout", "5m"], "STEPSTITCH_REQUEST_TIMEOUT", "150s"),
+            (
+                &["--dd-trace-agent-url", "localhost:8126"],
+                "DD_TRACE_AGENT_URL",
+                "http://datadog-agent:8126",
+            ),
+            (
+                &["--request-timeout", "5m"],
+                "STEPSTITCH_REQUEST_TIMEOUT",
+                "150s",
+            ),
             (&["--log-format", "xml"], "STEPSTITCH_LOG_FORMAT", "json"),
         ];
         for (args, name, example) in cases {
@@ -562,6 +814,9 @@ mod tests {
         assert!(err.contains("DD_API_KEY"));
         assert!(!err.contains("short!"), "{err}");
         let err = parse(&["--access-key", "good", "--access-key", " "]).unwrap_err();
-        assert!(err.contains("STEPSTITCH_ACCESS_KEYS") && err.contains("key 1 is empty"), "{err}");
+        assert!(
+            err.contains("STEPSTITCH_ACCESS_KEYS") && err.contains("key 1 is empty"),
+            "{err}"
+        );
     }
 }

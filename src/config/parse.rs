@@ -31,7 +31,8 @@ pub fn byte_size(v: &str) -> Result<u64, String> {
         "GB" => 1_000_000_000,
         other => return Err(format!("unknown unit {other:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| "number too large".to_string())
+    n.checked_mul(mult)
+        .ok_or_else(|| "number too large".to_string())
 }
 
 pub fn positive_int(v: &str) -> Result<u64, String> {
@@ -123,12 +124,18 @@ mod tests {
 
     #[test]
     fn urls_sites_tags() {
-        assert_eq!(url("http://127.0.0.1:8126/", &["http", "https"]).unwrap(), "http://127.0.0.1:8126");
+        assert_eq!(
+            url("http://127.0.0.1:8126/", &["http", "https"]).unwrap(),
+            "http://127.0.0.1:8126"
+        );
         assert!(url("127.0.0.1:8126", &["http"]).is_err());
         assert!(url("ftp://x", &["http"]).is_err());
         assert_eq!(site("US5.datadoghq.com").unwrap(), "us5.datadoghq.com");
         assert!(site("datadog hq").is_err());
         assert!(site("localhost").is_err());
-        assert_eq!(tags("team:core, tier:1 x").unwrap(), vec!["team:core", "tier:1", "x"]);
+        assert_eq!(
+            tags("team:core, tier:1 x").unwrap(),
+            vec!["team:core", "tier:1", "x"]
+        );
     }
 }

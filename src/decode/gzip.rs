@@ -79,7 +79,10 @@ mod tests {
         let n = data.len();
         data.truncate(n - 6);
         let mut out = Vec::new();
-        assert!(matches!(gunzip_capped(&data, 100, &mut out), Err(GunzipError::Corrupt(_))));
+        assert!(matches!(
+            gunzip_capped(&data, 100, &mut out),
+            Err(GunzipError::Corrupt(_))
+        ));
         assert!(matches!(
             gunzip_capped(&[0x1f, 0x8b, 0, 0], 100, &mut out),
             Err(GunzipError::Corrupt(_))

@@ -128,7 +128,11 @@ impl RequestDecoder {
         b64.clear();
         let decoded = if data.iter().any(u8::is_ascii_whitespace) {
             // MIME-style line breaks inside the text are tolerated.
-            let compact: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            let compact: Vec<u8> = data
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
             BASE64.decode_vec(&compact, &mut b64)
         } else {
             BASE64.decode_vec(data, &mut b64)
@@ -136,7 +140,9 @@ impl RequestDecoder {
         if let Err(e) = decoded {
             self.b64 = b64;
             let index = self.current.index;
-            return self.fail(FailureReason::Base64, || format!("record {index}: invalid base64: {e}"));
+            return self.fail(FailureReason::Base64, || {
+                format!("record {index}: invalid base64: {e}")
+            });
         }
         let used = self.stats.decoded_bytes as usize;
         let left_in_request = self.limits.max_request_decoded_bytes.saturating_sub(used);
@@ -194,7 +200,8 @@ impl RequestDecoder {
             }
             let rest = &rest[skip..];
             offset += skip;
-            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<WireRecordValue<'_>>();
+            let mut stream =
+                serde_json::Deserializer::from_slice(rest).into_iter::<WireRecordValue<'_>>();
             match stream.next() {
                 Some(Ok(value)) => {
                     offset += stream.byte_offset().max(1);
@@ -204,7 +211,9 @@ impl RequestDecoder {
                     if !self.current.json_failed {
                         self.current.json_failed = true;
                         let index = self.current.index;
-                        self.fail(FailureReason::Json, || format!("record {index}: invalid JSON: {e}"));
+                        self.fail(FailureReason::Json, || {
+                            format!("record {index}: invalid JSON: {e}")
+                        });
                     }
                     match rest.iter().position(|&b| b == b'\n') {
                         Some(p) => offset += p + 1,
@@ -260,11 +269,9 @@ impl RequestDecoder {
                         continue;
                     };
                     match serde_json::from_str::<WireLogLine<'_>>(&message) {
-                        Ok(line) => self.push_line(
-                            line,
-                            Some(&source),
-                            log_event.timestamp.map(|t| t.0),
-                        ),
+                        Ok(line) => {
+                            self.push_line(line, Some(&source), log_event.timestamp.map(|t| t.0))
+                        }
                         Err(e) => {
                             let index = self.current.index;
                             self.fail(FailureReason::NotStepFunctions, || {
@@ -284,7 +291,12 @@ impl RequestDecoder {
         }
     }
 
-    fn push_line(&mut self, mut line: WireLogLine<'_>, source: Option<&Arc<LogSource>>, cwl_ts: Option<i64>) {
+    fn push_line(
+        &mut self,
+        mut line: WireLogLine<'_>,
+        source: Option<&Arc<LogSource>>,
+        cwl_ts: Option<i64>,
+    ) {
         // The CWL event time equals event_timestamp; use it when the line lacks one.
         if line.event_timestamp.is_none() {
             line.event_timestamp = cwl_ts.map(crate::events::lenient::EpochMillis);
@@ -306,4 +318,3 @@ impl RequestDecoder {
         }
     }
 }
-

@@ -48,7 +48,10 @@ impl FailureReason {
     /// A structural failure makes its record unreadable; the other reasons
     /// concern well-formed content that is not a usable Step Functions event.
     pub fn is_structural(self) -> bool {
-        !matches!(self, FailureReason::NotStepFunctions | FailureReason::InvalidEvent)
+        !matches!(
+            self,
+            FailureReason::NotStepFunctions | FailureReason::InvalidEvent
+        )
     }
 }
 

@@ -36,8 +36,21 @@ pub struct ArnError(&'static str);
 impl<'a> ExecutionArn<'a> {
     pub fn parse(arn: &'a str) -> Result<Self, ArnError> {
         let mut it = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("states"), Some(region), Some(account_id), Some(rest)) =
-            (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
+        let (
+            Some("arn"),
+            Some(partition),
+            Some("states"),
+            Some(region),
+            Some(account_id),
+            Some(rest),
+        ) = (
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+        )
         else {
             return Err(ArnError("prefix"));
         };
@@ -120,7 +133,10 @@ mod tests {
         assert_eq!(a.workflow_type, WorkflowType::Express);
         assert_eq!(a.state_machine_name, "logs-to-traces-sequential");
         assert_eq!(a.execution_name, "85a9933e-9e11-83dc-6a61-b92367b6c3be");
-        assert_eq!(a.express_run_id, Some("3f7ef5c7-c8b8-4c88-90a1-d54aa7e7e2bf"));
+        assert_eq!(
+            a.express_run_id,
+            Some("3f7ef5c7-c8b8-4c88-90a1-d54aa7e7e2bf")
+        );
     }
 
     #[test]

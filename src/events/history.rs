@@ -51,7 +51,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireHistoryEvent<'a> {
                 };
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "timestamp" => ev.timestamp = Some(map.next_value::<EpochSecondsOrIso>()?.0),
+                        "timestamp" => {
+                            ev.timestamp = Some(map.next_value::<EpochSecondsOrIso>()?.0)
+                        }
                         "type" => ev.kind = Some(map.next_value()?),
                         "id" => ev.id = Some(map.next_value::<LenientU64>()?.0),
                         "previousEventId" => {

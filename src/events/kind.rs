@@ -131,15 +131,32 @@ impl EventKind {
     pub fn details_shape(&self) -> DetailsShape {
         use EventKind::*;
         match self {
-            ParallelStateStarted | ParallelStateSucceeded | ParallelStateFailed
-            | ParallelStateAborted | MapStateSucceeded | MapStateFailed | MapStateAborted
-            | MapRunSucceeded | MapRunAborted | TaskStateAborted | WaitStateAborted
+            ParallelStateStarted
+            | ParallelStateSucceeded
+            | ParallelStateFailed
+            | ParallelStateAborted
+            | MapStateSucceeded
+            | MapStateFailed
+            | MapStateAborted
+            | MapRunSucceeded
+            | MapRunAborted
+            | TaskStateAborted
+            | WaitStateAborted
             | LambdaFunctionStarted => DetailsShape::None,
             ExecutionStarted => DetailsShape::ExecutionStarted,
-            ExecutionSucceeded | ActivitySucceeded | LambdaFunctionSucceeded => DetailsShape::Output,
-            ExecutionFailed | ExecutionAborted | ExecutionTimedOut | ActivityFailed
-            | ActivityScheduleFailed | ActivityTimedOut | LambdaFunctionFailed
-            | LambdaFunctionScheduleFailed | LambdaFunctionStartFailed | LambdaFunctionTimedOut
+            ExecutionSucceeded | ActivitySucceeded | LambdaFunctionSucceeded => {
+                DetailsShape::Output
+            }
+            ExecutionFailed
+            | ExecutionAborted
+            | ExecutionTimedOut
+            | ActivityFailed
+            | ActivityScheduleFailed
+            | ActivityTimedOut
+            | LambdaFunctionFailed
+            | LambdaFunctionScheduleFailed
+            | LambdaFunctionStartFailed
+            | LambdaFunctionTimedOut
             | MapRunFailed => DetailsShape::Failure,
             ExecutionRedriven => DetailsShape::ExecutionRedriven,
             ChoiceStateEntered | FailStateEntered | MapStateEntered | ParallelStateEntered
@@ -158,7 +175,9 @@ impl EventKind {
             ActivityStarted => DetailsShape::ActivityStarted,
             LambdaFunctionScheduled => DetailsShape::LambdaScheduled,
             MapStateStarted => DetailsShape::MapStateStarted,
-            MapIterationStarted | MapIterationSucceeded | MapIterationFailed
+            MapIterationStarted
+            | MapIterationSucceeded
+            | MapIterationFailed
             | MapIterationAborted => DetailsShape::MapIteration,
             MapRunStarted => DetailsShape::MapRunStarted,
             MapRunRedriven => DetailsShape::MapRunRedriven,

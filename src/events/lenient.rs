@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn u64_from_string_or_number() {
         let v: Vec<LenientU64> = serde_json::from_str(r#"["3", 4, " 5 ", 6.0]"#).unwrap();
-        assert_eq!(v, vec![LenientU64(3), LenientU64(4), LenientU64(5), LenientU64(6)]);
+        assert_eq!(
+            v,
+            vec![LenientU64(3), LenientU64(4), LenientU64(5), LenientU64(6)]
+        );
         assert!(serde_json::from_str::<LenientU64>("-1").is_err());
         assert!(serde_json::from_str::<LenientU64>(r#""x""#).is_err());
         assert!(serde_json::from_str::<LenientU64>("1.5").is_err());
@@ -175,9 +178,10 @@ mod tests {
 
     #[test]
     fn history_seconds_with_fraction() {
-        let v: Vec<EpochSecondsOrIso> =
-            serde_json::from_str(r#"[1773613269.267, 1773613269.22, "2026-03-15 22:21:09.267000+00:00"]"#)
-                .unwrap();
+        let v: Vec<EpochSecondsOrIso> = serde_json::from_str(
+            r#"[1773613269.267, 1773613269.22, "2026-03-15 22:21:09.267000+00:00"]"#,
+        )
+        .unwrap();
         assert_eq!(v[0].0, 1773613269267);
         assert_eq!(v[1].0, 1773613269220);
         assert_eq!(v[2].0, 1773613269267);
@@ -185,8 +189,17 @@ mod tests {
 
     #[test]
     fn iso_format_has_three_digits() {
-        assert_eq!(format_iso8601_millis(1722369353018), "2024-07-30T19:55:53.018Z");
-        assert_eq!(format_iso8601_millis(1722369353000), "2024-07-30T19:55:53.000Z");
-        assert_eq!(parse_iso8601_millis("2024-07-30T19:55:53.018Z"), Some(1722369353018));
+        assert_eq!(
+            format_iso8601_millis(1722369353018),
+            "2024-07-30T19:55:53.018Z"
+        );
+        assert_eq!(
+            format_iso8601_millis(1722369353000),
+            "2024-07-30T19:55:53.000Z"
+        );
+        assert_eq!(
+            parse_iso8601_millis("2024-07-30T19:55:53.018Z"),
+            Some(1722369353018)
+        );
     }
 }

@@ -141,7 +141,11 @@ mod tests {
     #[test]
     fn malformed_is_an_error() {
         for bad in [&b"{"[..], b"[]", b"\"x\"", br#"{"commonAttributes":"x"}"#] {
-            assert!(CommonAttributes::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                CommonAttributes::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -141,7 +141,11 @@ impl AccessKeys {
             None | Some([]) => return AuthOutcome::Missing,
             Some(p) => digest(p),
         };
-        let active = self.active.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let active = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         // No early exit: the time taken does not depend on which key matched.
         let mut matched = subtle::Choice::from(0u8);
         for key in active.iter() {

@@ -46,7 +46,10 @@ pub fn contract_response(
     let mut resp = Response::new(Body::from(body.clone()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     resp.extensions_mut().insert(Contract);
     resp
@@ -55,7 +58,12 @@ pub fn contract_response(
 /// The contract response for an error.
 pub fn error_response(err: &FirehoseError, request_id: &str, timestamp_ms: i64) -> Response {
     metrics::counter!(names::FIREHOSE_REJECTIONS, "reason" => err.reason()).increment(1);
-    contract_response(err.status(), request_id, timestamp_ms, Some(&err.to_string()))
+    contract_response(
+        err.status(),
+        request_id,
+        timestamp_ms,
+        Some(&err.to_string()),
+    )
 }
 
 /// Middleware: request-id span, panic catching, reshaping of non-contract
@@ -74,7 +82,11 @@ pub async fn enforce_contract(
         .await;
     let resp = match outcome {
         Ok(resp) if resp.extensions().get::<Contract>().is_some() => resp,
-        Ok(resp) => reshape(resp, &request_id, clock.now_ms()).instrument(span.clone()).await,
+        Ok(resp) => {
+            reshape(resp, &request_id, clock.now_ms())
+                .instrument(span.clone())
+                .await
+        }
         Err(panic) => {
             let what = panic_message(&panic);
             span.in_scope(|| tracing::error!(panic = %what, "Firehose handler panicked"));
@@ -86,7 +98,8 @@ pub async fn enforce_contract(
         }
     };
     let status = resp.status();
-    metrics::counter!(names::FIREHOSE_REQUESTS, "status" => status.as_str().to_owned()).increment(1);
+    metrics::counter!(names::FIREHOSE_REQUESTS, "status" => status.as_str().to_owned())
+        .increment(1);
     metrics::histogram!(names::FIREHOSE_REQUEST_DURATION).record(started.elapsed().as_secs_f64());
     resp
 }
@@ -140,7 +153,10 @@ mod tests {
 
     fn app(router: Router<()>) -> Router {
         let clock: Arc<dyn Clock> = Arc::new(FixedClock(1_700_000_000_123));
-        router.layer(axum::middleware::from_fn_with_state(clock, enforce_contract))
+        router.layer(axum::middleware::from_fn_with_state(
+            clock,
+            enforce_contract,
+        ))
     }
 
     async fn call(app: Router, body: &'static str) -> (StatusCode, HeaderMap, serde_json::Value) {
@@ -151,7 +167,9 @@ mod tests {
         let resp = app.oneshot(req).await.unwrap();
         let status = resp.status();
         let h = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, h, serde_json::from_slice(&bytes).unwrap())
     }
 
@@ -223,7 +241,11 @@ mod tests {
     fn error_message_is_capped() {
         let long = "é".repeat(10_000);
         let resp = contract_response(StatusCode::BAD_REQUEST, "r", 1, Some(&long));
-        let len: usize = resp.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+        let len: usize = resp.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(len < 8192 * 2 + 100);
     }
 }

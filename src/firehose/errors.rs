@@ -40,8 +40,12 @@ impl FirehoseError {
     pub fn status(&self) -> StatusCode {
         use FirehoseError::*;
         match self {
-            MissingRequestId | BodyRead(_) | BodyGzip(_) | InvalidJson(_)
-            | AllRecordsInvalid { .. } | DecodeBudget { .. } => StatusCode::BAD_REQUEST,
+            MissingRequestId
+            | BodyRead(_)
+            | BodyGzip(_)
+            | InvalidJson(_)
+            | AllRecordsInvalid { .. }
+            | DecodeBudget { .. } => StatusCode::BAD_REQUEST,
             MissingAccessKey | InvalidAccessKey => StatusCode::UNAUTHORIZED,
             UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -72,7 +72,11 @@ fn content_encoding(headers: &HeaderMap) -> Result<Encoding, FirehoseError> {
 }
 
 /// The handler. Every outcome is a contract response.
-pub async fn firehose(State(st): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn firehose(
+    State(st): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let now = st.clock.now_ms();
     let request_id = header_request_id(&headers);
     let rid = request_id.as_deref().unwrap_or("");
@@ -99,7 +103,10 @@ async fn handle(
         return Err(FirehoseError::ShuttingDown);
     }
     let request_id = request_id.ok_or(FirehoseError::MissingRequestId)?;
-    match st.keys.check(headers.get(headers::ACCESS_KEY).map(|v| v.as_bytes())) {
+    match st
+        .keys
+        .check(headers.get(headers::ACCESS_KEY).map(|v| v.as_bytes()))
+    {
         AuthOutcome::Accepted | AuthOutcome::Disabled => {}
         AuthOutcome::Missing => return Err(FirehoseError::MissingAccessKey),
         AuthOutcome::Invalid => return Err(FirehoseError::InvalidAccessKey),
@@ -124,14 +131,23 @@ async fn handle(
 
     let max = st.limits.max_body_bytes;
     let body = read_capped(body, max).await?;
-    let wire_encoding = if encoding == Encoding::Gzip || gzip::is_gzip(&body) { "gzip" } else { "identity" };
-    metrics::counter!(names::FIREHOSE_BYTES_RECEIVED, "encoding" => wire_encoding).increment(body.len() as u64);
+    let wire_encoding = if encoding == Encoding::Gzip || gzip::is_gzip(&body) {
+        "gzip"
+    } else {
+        "identity"
+    };
+    metrics::counter!(names::FIREHOSE_BYTES_RECEIVED, "encoding" => wire_encoding)
+        .increment(body.len() as u64);
 
     let limits = st.limits;
     let decoded = tokio::task::spawn_blocking(move || decode_body(body, limits))
         .await
         .map_err(|e| FirehoseError::Internal(format!("decoder task failed: {e}")))??;
-    let Decoded { body_request_id, events, stats } = decoded;
+    let Decoded {
+        body_request_id,
+        events,
+        stats,
+    } = decoded;
     telemetry::record_decode_stats(&stats);
 
     if let Some(body_id) = body_request_id.as_deref() {
@@ -148,7 +164,11 @@ async fn handle(
         });
     }
     if stats.all_records_bad() {
-        let first = stats.first_failure.as_ref().map(|f| f.2.clone()).unwrap_or_default();
+        let first = stats
+            .first_failure
+            .as_ref()
+            .map(|f| f.2.clone())
+            .unwrap_or_default();
         return Err(FirehoseError::AllRecordsInvalid {
             records: stats.records,
             first,
@@ -188,8 +208,12 @@ fn parse_attributes(headers: &HeaderMap) -> CommonAttributes {
     match CommonAttributes::parse(raw.as_bytes()) {
         Ok(parsed) => {
             if parsed.dropped > 0 {
-                metrics::counter!(names::COMMON_ATTRIBUTES_DROPPED).increment(parsed.dropped as u64);
-                tracing::warn!(dropped = parsed.dropped, "common attributes over the protocol limits were dropped");
+                metrics::counter!(names::COMMON_ATTRIBUTES_DROPPED)
+                    .increment(parsed.dropped as u64);
+                tracing::warn!(
+                    dropped = parsed.dropped,
+                    "common attributes over the protocol limits were dropped"
+                );
             }
             parsed.attributes
         }

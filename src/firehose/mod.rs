@@ -28,7 +28,10 @@ pub fn router(state: Arc<IngestState>, request_timeout: Duration) -> Router {
         // Content-Length pre-check; the handler also caps streamed bodies.
         .layer::<_, Infallible>(RequestBodyLimitLayer::new(max_body))
         // Answer well inside Firehose's 3-minute deadline.
-        .layer::<_, Infallible>(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer::<_, Infallible>(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
             clock,
             contract::enforce_contract,

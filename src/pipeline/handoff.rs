@@ -60,7 +60,11 @@ pub struct Handoff {
 impl Handoff {
     /// A hand-off holding at most `capacity_events` events (and at most
     /// `max_batches` batches); a submit waits up to `wait` for room.
-    pub fn new(capacity_events: usize, max_batches: usize, wait: Duration) -> (Self, mpsc::Receiver<EventBatch>) {
+    pub fn new(
+        capacity_events: usize,
+        max_batches: usize,
+        wait: Duration,
+    ) -> (Self, mpsc::Receiver<EventBatch>) {
         let capacity_events = capacity_events.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::channel(max_batches.max(1));
         let me = Self {
@@ -95,10 +99,11 @@ impl Handoff {
         let wanted = batch.events.len().clamp(1, self.capacity_events);
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         let deadline = tokio::time::Instant::now() + self.wait;
-        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(wanted))
-            .await
-            .map_err(|_| HandoffError::Full)?
-            .map_err(|_| HandoffError::Closed)?;
+        let permit =
+            tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(wanted))
+                .await
+                .map_err(|_| HandoffError::Full)?
+                .map_err(|_| HandoffError::Closed)?;
         batch.permit = Some(permit);
         let slot = tokio::time::timeout_at(deadline, self.tx.reserve())
             .await

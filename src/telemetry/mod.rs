@@ -14,7 +14,10 @@ pub fn prometheus() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(names::FIREHOSE_REQUEST_DURATION.into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0, 60.0,
+                    ],
                 )
                 .expect("static bucket list is not empty")
                 .build_recorder();
@@ -31,23 +34,65 @@ pub fn prometheus() -> PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     use names::*;
-    describe_counter!(FIREHOSE_REQUESTS, "Firehose requests answered, by HTTP status");
+    describe_counter!(
+        FIREHOSE_REQUESTS,
+        "Firehose requests answered, by HTTP status"
+    );
     describe_counter!(FIREHOSE_REJECTIONS, "Firehose requests refused, by reason");
-    describe_histogram!(FIREHOSE_REQUEST_DURATION, Unit::Seconds, "Firehose request latency");
-    describe_counter!(FIREHOSE_BYTES_RECEIVED, Unit::Bytes, "Request body bytes as received");
-    describe_counter!(FIREHOSE_BYTES_DECODED, Unit::Bytes, "Record bytes after base64 and gunzip");
+    describe_histogram!(
+        FIREHOSE_REQUEST_DURATION,
+        Unit::Seconds,
+        "Firehose request latency"
+    );
+    describe_counter!(
+        FIREHOSE_BYTES_RECEIVED,
+        Unit::Bytes,
+        "Request body bytes as received"
+    );
+    describe_counter!(
+        FIREHOSE_BYTES_DECODED,
+        Unit::Bytes,
+        "Record bytes after base64 and gunzip"
+    );
     describe_counter!(FIREHOSE_RECORDS, "Firehose records by kind");
-    describe_counter!(FIREHOSE_CONTROL_MESSAGES, "CloudWatch Logs control messages dropped");
-    describe_counter!(FIREHOSE_LOG_EVENTS, "CloudWatch log events seen in data messages");
-    describe_counter!(DECODE_FAILURES, "Records or log messages skipped, by reason");
+    describe_counter!(
+        FIREHOSE_CONTROL_MESSAGES,
+        "CloudWatch Logs control messages dropped"
+    );
+    describe_counter!(
+        FIREHOSE_LOG_EVENTS,
+        "CloudWatch log events seen in data messages"
+    );
+    describe_counter!(
+        DECODE_FAILURES,
+        "Records or log messages skipped, by reason"
+    );
     describe_counter!(EVENTS_DECODED, "Step Functions events decoded");
-    describe_counter!(EVENTS_CONSUMED, "Events taken from the hand-off by the next stage");
-    describe_gauge!(HANDOFF_QUEUED_EVENTS, "Events accepted and not yet processed");
+    describe_counter!(
+        EVENTS_CONSUMED,
+        "Events taken from the hand-off by the next stage"
+    );
+    describe_gauge!(
+        HANDOFF_QUEUED_EVENTS,
+        "Events accepted and not yet processed"
+    );
     describe_gauge!(HANDOFF_CAPACITY_EVENTS, "Hand-off capacity in events");
-    describe_counter!(COMMON_ATTRIBUTES_INVALID, "Malformed common-attributes headers ignored");
-    describe_counter!(COMMON_ATTRIBUTES_DROPPED, "Common-attribute entries over protocol limits");
-    describe_counter!(REQUEST_ID_MISMATCH, "Body requestId differing from the header");
-    describe_counter!(PROTOCOL_VERSION_UNEXPECTED, "Requests with a protocol version other than 1.0");
+    describe_counter!(
+        COMMON_ATTRIBUTES_INVALID,
+        "Malformed common-attributes headers ignored"
+    );
+    describe_counter!(
+        COMMON_ATTRIBUTES_DROPPED,
+        "Common-attribute entries over protocol limits"
+    );
+    describe_counter!(
+        REQUEST_ID_MISMATCH,
+        "Body requestId differing from the header"
+    );
+    describe_counter!(
+        PROTOCOL_VERSION_UNEXPECTED,
+        "Requests with a protocol version other than 1.0"
+    );
     describe_counter!(ACCESS_KEYS_RELOADS, "Access-key file reloads, by result");
     describe_gauge!(ACCESS_KEYS_ACTIVE, "Access keys active now");
     describe_gauge!(READY, "1 when ready to accept Firehose traffic");

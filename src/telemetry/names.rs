@@ -34,7 +34,8 @@ pub const COMMON_ATTRIBUTES_DROPPED: &str = "stepstitch_firehose_common_attribut
 /// Counter: body requestId differing from the header (the header wins).
 pub const REQUEST_ID_MISMATCH: &str = "stepstitch_firehose_request_id_mismatch_total";
 /// Counter: protocol versions other than 1.0 (accepted, warned).
-pub const PROTOCOL_VERSION_UNEXPECTED: &str = "stepstitch_firehose_protocol_version_unexpected_total";
+pub const PROTOCOL_VERSION_UNEXPECTED: &str =
+    "stepstitch_firehose_protocol_version_unexpected_total";
 /// Counter `{result}`: access-key file reloads (`changed`, `error`).
 pub const ACCESS_KEYS_RELOADS: &str = "stepstitch_access_keys_reloads_total";
 /// Gauge: access keys active now.

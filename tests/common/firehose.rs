@@ -62,8 +62,10 @@ pub fn cwl_record(lines: &[String], state_machine: &str) -> String {
 
 pub fn body(request_id: &str, records: &[String]) -> Vec<u8> {
     let recs: Vec<Value> = records.iter().map(|d| json!({ "data": d })).collect();
-    serde_json::to_vec(&json!({"requestId": request_id, "timestamp": 1_700_000_000_000i64, "records": recs}))
-        .unwrap()
+    serde_json::to_vec(
+        &json!({"requestId": request_id, "timestamp": 1_700_000_000_000i64, "records": recs}),
+    )
+    .unwrap()
 }
 
 /// What the endpoint answered.
@@ -80,10 +82,16 @@ impl Answer {
     pub fn assert_contract(&self, request_id: &str) {
         assert_eq!(self.headers["content-type"], "application/json", "{self:?}");
         assert!(self.headers.get("content-encoding").is_none());
-        let len: usize = self.headers["content-length"].to_str().unwrap().parse().unwrap();
+        let len: usize = self.headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(len, self.raw.len());
         assert_eq!(self.json["requestId"], request_id, "{self:?}");
-        let ts = self.json["timestamp"].as_i64().expect("timestamp is an integer");
+        let ts = self.json["timestamp"]
+            .as_i64()
+            .expect("timestamp is an integer");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -91,9 +99,15 @@ impl Answer {
         assert!((now - ts).abs() < 60_000, "timestamp {ts} is not now in ms");
         let keys: Vec<&String> = self.json.as_object().unwrap().keys().collect();
         if self.status == 200 {
-            assert_eq!(keys.len(), 2, "success has exactly requestId and timestamp: {keys:?}");
+            assert_eq!(
+                keys.len(),
+                2,
+                "success has exactly requestId and timestamp: {keys:?}"
+            );
         } else {
-            let msg = self.json["errorMessage"].as_str().expect("errorMessage on errors");
+            let msg = self.json["errorMessage"]
+                .as_str()
+                .expect("errorMessage on errors");
             assert!(!msg.is_empty() && msg.chars().count() <= 8192);
         }
     }
@@ -148,7 +162,10 @@ impl<'a> Post<'a> {
             .post(self.server.url(self.path))
             .header("content-type", "application/json")
             .header("x-amz-firehose-protocol-version", "1.0")
-            .header("x-amz-firehose-source-arn", "arn:aws:firehose:eu-west-1:418295736021:deliverystream/sfn-logs")
+            .header(
+                "x-amz-firehose-source-arn",
+                "arn:aws:firehose:eu-west-1:418295736021:deliverystream/sfn-logs",
+            )
             .header("user-agent", "Amazon Kinesis Data Firehose Agent/1.0");
         if let Some(id) = &self.request_id {
             req = req.header("x-amz-firehose-request-id", id);
@@ -175,6 +192,11 @@ impl<'a> Post<'a> {
         let headers = resp.headers().clone();
         let raw = resp.bytes().await?.to_vec();
         let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Ok(Answer { status, headers, json, raw })
+        Ok(Answer {
+            status,
+            headers,
+            json,
+            raw,
+        })
     }
 }

@@ -16,11 +16,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn load(name: &str) -> Fixture {
-        all().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no fixture {name}"))
+        all()
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no fixture {name}"))
     }
 
     pub fn history(&self) -> String {
-        std::fs::read_to_string(dir().join(format!("executions/{}.history.json", self.name))).unwrap()
+        std::fs::read_to_string(dir().join(format!("executions/{}.history.json", self.name)))
+            .unwrap()
     }
 
     pub fn execution_arn(&self) -> &str {
@@ -28,11 +32,18 @@ impl Fixture {
     }
 
     pub fn state_machine(&self) -> &str {
-        self.meta["state_machine_arn"].as_str().unwrap().rsplit(':').next().unwrap()
+        self.meta["state_machine_arn"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
     }
 
     pub fn include_execution_data(&self) -> bool {
-        self.meta["logging"]["includeExecutionData"].as_bool().unwrap()
+        self.meta["logging"]["includeExecutionData"]
+            .as_bool()
+            .unwrap()
     }
 }
 
@@ -43,8 +54,13 @@ pub fn all() -> Vec<Fixture> {
         .into_iter()
         .map(|meta| {
             let name = meta["name"].as_str().unwrap().to_owned();
-            let text = std::fs::read_to_string(dir().join(format!("executions/{name}.logs.jsonl"))).unwrap();
-            Fixture { name, meta, lines: text.lines().map(str::to_owned).collect() }
+            let text = std::fs::read_to_string(dir().join(format!("executions/{name}.logs.jsonl")))
+                .unwrap();
+            Fixture {
+                name,
+                meta,
+                lines: text.lines().map(str::to_owned).collect(),
+            }
         })
         .collect()
 }

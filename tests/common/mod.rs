@@ -47,7 +47,13 @@ impl Server {
         let events_out = dir.path().join("events.jsonl");
         let mut cmd = Command::new(bin());
         scrub(&mut cmd);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
         if !args.contains(&"--events-out") {
             cmd.arg("--events-out").arg(&events_out);
         }
@@ -90,7 +96,15 @@ impl Server {
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
-        Server { child, ingest, admin, logs, events_out, dir, client }
+        Server {
+            child,
+            ingest,
+            admin,
+            logs,
+            events_out,
+            dir,
+            client,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -136,7 +150,10 @@ impl Server {
             if consumed >= n {
                 break;
             }
-            assert!(Instant::now() < deadline, "only {consumed} of {n} events consumed");
+            assert!(
+                Instant::now() < deadline,
+                "only {consumed} of {n} events consumed"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         read_events(&self.events_out)
@@ -158,7 +175,10 @@ impl Server {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "server did not exit in {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit in {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -184,7 +204,9 @@ pub fn parse_metric(text: &str, series: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse::<f64>().ok()).flatten()
+            (name == series)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
         })
         .unwrap_or(0.0)
 }
@@ -207,5 +229,8 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) 
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need on a fresh
+# machine, then runs the linters, every test, and each bench once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "test peers: moto (Python virtualenv .venv-peers)"
+if ! .venv-peers/bin/python -c 'import moto, boto3, requests' 2>/dev/null; then
+  python3 -m venv .venv-peers
+  .venv-peers/bin/pip install --quiet --disable-pip-version-check -r tests/peers-requirements.txt
+fi
+export STEPSTITCH_PEERS_PYTHON="$PWD/.venv-peers/bin/python"
+if [ ! -f ../shared/tools/aws-peers/moto_sfn_server.py ] && [ -z "${STEPSTITCH_AWS_PEERS_DIR:-}" ]; then
+  echo "../shared/tools/aws-peers is missing: the moto end-to-end test needs it" >&2
+  exit 1
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+say "format and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+say "tests"
+cargo nextest run --locked --no-fail-fast
+
+say "benches, once each (smoke: they must run, not meet a time)"
+cargo test --locked --benches
