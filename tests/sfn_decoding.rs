@@ -254,6 +254,89 @@ async fn lenient_scalars_truncation_and_missing_fields() {
     );
 }
 
+/// Decoding does not depend on order: lines of executions with Map, Distributed
+/// Map, Parallel, retries and a redrive, shuffled, duplicated and spread over
+/// many requests (sent newest first), yield the same events as in order.
+#[tokio::test]
+async fn out_of_order_and_duplicated_across_requests() {
+    let s = Server::start(&[]);
+    let picked: Vec<Fixture> = fixtures::all()
+        .into_iter()
+        .filter(|f| {
+            let feats: Vec<&str> = f.meta["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            [
+                "distributed_map",
+                "parallel",
+                "redrive",
+                "retry_catch",
+                "map_iteration_failure",
+            ]
+            .iter()
+            .any(|x| feats.contains(x))
+        })
+        .take(30)
+        .collect();
+    assert!(picked.len() >= 20);
+    // A deterministic shuffle (no RNG dependency): multiplicative stride.
+    let mut lines: Vec<(String, String)> = picked
+        .iter()
+        .flat_map(|f| {
+            f.lines
+                .iter()
+                .map(move |l| (f.state_machine().to_owned(), l.clone()))
+        })
+        .collect();
+    let n = lines.len();
+    let mut shuffled: Vec<(String, String)> =
+        (0..n).map(|i| lines[(i * 7919) % n].clone()).collect();
+    assert!(
+        !n.is_multiple_of(7919),
+        "the stride must be coprime with n (7919 is prime)"
+    );
+    shuffled.extend(lines.drain(..).step_by(5)); // duplicates
+    let total = shuffled.len();
+    let chunks: Vec<Vec<(String, String)>> = shuffled.chunks(17).map(|c| c.to_vec()).collect();
+    for (i, chunk) in chunks.iter().enumerate().rev() {
+        let recs: Vec<String> = chunk
+            .iter()
+            .map(|(sm, l)| cwl_record(std::slice::from_ref(l), sm))
+            .collect();
+        let id = format!("ooo-{i}");
+        assert_eq!(Post::new(&s, &id).send(body(&id, &recs)).await.status, 200);
+    }
+    let decoded = s.events(total).await;
+    let mut got: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for mut e in decoded {
+        e.as_object_mut().unwrap().remove("source");
+        got.insert(e.to_string());
+    }
+    let mut want = std::collections::BTreeSet::new();
+    for f in &picked {
+        let ids: std::collections::BTreeSet<u64> = f
+            .lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        for e in stepstitch::events::load_history(&f.history(), f.execution_arn()).unwrap() {
+            if ids.contains(&e.id) {
+                want.insert(serde_json::to_value(&e).unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(got, want);
+}
+
 #[test]
 fn standard_and_express_arns() {
     use stepstitch::events::{ExecutionArn, WorkflowType};

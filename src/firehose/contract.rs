@@ -191,6 +191,40 @@ mod tests {
         assert_contract(&h, &v);
     }
 
+    /// The same over a real loopback socket: the connection survives the
+    /// panic and answers the next request.
+    #[tokio::test]
+    async fn panic_over_a_socket_keeps_the_connection() {
+        async fn maybe_boom(body: String) -> &'static str {
+            if body == "boom" {
+                panic!("injected");
+            }
+            "fine"
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(Router::new().route("/firehose", post(maybe_boom)));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = |body: &str| {
+            format!(
+                "POST /firehose HTTP/1.1\r\nHost: x\r\nX-Amz-Firehose-Request-Id: rid-1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        c.write_all(req("boom").as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+        assert!(text.contains("content-type: application/json"), "{text}");
+        assert!(text.contains(r#""requestId":"rid-1""#), "{text}");
+        c.write_all(req("ok").as_bytes()).await.unwrap();
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+
     #[tokio::test]
     async fn body_limit_layer_rejection_is_reshaped() {
         async fn read(body: Body) -> StatusCode {
