@@ -16,4 +16,5 @@ pub mod events;
 pub mod firehose;
 pub mod lifecycle;
 pub mod pipeline;
+pub mod stitch;
 pub mod telemetry;
