@@ -7,7 +7,11 @@ use sha2::{Digest, Sha256};
 
 fn half(s: &str, upper: bool) -> u64 {
     let h = Sha256::digest(s.as_bytes());
-    let bytes: [u8; 8] = if upper { h[0..8].try_into().unwrap() } else { h[8..16].try_into().unwrap() };
+    let bytes: [u8; 8] = if upper {
+        h[0..8].try_into().unwrap()
+    } else {
+        h[8..16].try_into().unwrap()
+    };
     let v = u64::from_be_bytes(bytes) & !(1u64 << 63);
     if v == 0 {
         1
@@ -38,7 +42,13 @@ pub fn trace_id_high_tag(root_execution_arn: &str) -> String {
 
 /// The span id of a state entered at `entered_ms` (epoch ms): the id a
 /// Lambda invoked by that state computes as its parent.
-pub fn state_span_id(execution_arn: &str, state_name: &str, entered_ms: i64, retry_count: u32, redrive_count: u32) -> u64 {
+pub fn state_span_id(
+    execution_arn: &str,
+    state_name: &str,
+    entered_ms: i64,
+    retry_count: u32,
+    redrive_count: u32,
+) -> u64 {
     let entered = format_iso8601_millis(entered_ms);
     let key = if retry_count != 0 || redrive_count != 0 {
         format!("{execution_arn}#{state_name}#{entered}#{retry_count}#{redrive_count}")
@@ -85,18 +95,34 @@ mod tests {
         assert_eq!(trace_id_high_tag(agocs), "1914fe7789eb32be");
         let inner = "arn:aws:states:sa-east-1:425362996713:execution:abhinav-inner-state-machine:912eaa4c-291a-488a-bda3-d06bcc21203d";
         assert_eq!(trace_id(inner), 3401561763239692811);
-        assert_eq!(trace_id_high_tag(inner), "a49ff3b7fb47b0b", "15 chars: no zero padding");
+        assert_eq!(
+            trace_id_high_tag(inner),
+            "a49ff3b7fb47b0b",
+            "15 chars: no zero padding"
+        );
     }
 
     #[test]
     fn state_span_ids() {
         let t = ms("2024-12-04T19:38:04.118Z");
-        assert_eq!(state_span_id(ACTIVITY, "Lambda Invoke", t, 0, 0), 3929055471293792800);
-        assert_eq!(state_span_id(ACTIVITY, "Lambda Invoke", t, 0, 1), 8782364156266188026);
+        assert_eq!(
+            state_span_id(ACTIVITY, "Lambda Invoke", t, 0, 0),
+            3929055471293792800
+        );
+        assert_eq!(
+            state_span_id(ACTIVITY, "Lambda Invoke", t, 0, 1),
+            8782364156266188026
+        );
         let agocs = "arn:aws:states:us-east-1:425362996713:execution:agocsTestSF:bc9f281c-3daa-4e5a-9a60-471a3810bf44";
-        assert_eq!(state_span_id(agocs, "agocsTest1", ms("2024-07-30T19:55:53.018Z"), 0, 0), 2902498116043018663);
+        assert_eq!(
+            state_span_id(agocs, "agocsTest1", ms("2024-07-30T19:55:53.018Z"), 0, 0),
+            2902498116043018663
+        );
         let express = "arn:aws:states:sa-east-1:425362996713:express:logs-to-traces-sequential:85a9933e-9e11-83dc-6a61-b92367b6c3be:3f7ef5c7-c8b8-4c88-90a1-d54aa7e7e2bf";
-        assert_eq!(state_span_id(express, "step-one", ms("2022-12-08T21:08:19.224Z"), 2, 0), 7747304477664363642);
+        assert_eq!(
+            state_span_id(express, "step-one", ms("2022-12-08T21:08:19.224Z"), 2, 0),
+            7747304477664363642
+        );
         assert_eq!(
             hi("arn:aws:states:sa-east-1:601427271234:express:DatadogStateMachine:acaf1a67-336a-e854-1599-2a627eb2dd8a:c8baf081-31f1-464d-971f-70cb17d01111#step-one#2022-12-08T21:08:19.224Z"),
             4340734536022949921

@@ -1,0 +1,1059 @@
+//! Events of one execution → its spans (trace-model.md §2–§3).
+//!
+//! A pure function of the execution's deduplicated event set: events are
+//! walked in id order and placed by the `previous_event_id` graph, never by
+//! arrival order, so any permutation or duplication of the input yields the
+//! same spans with the same ids.
+//!
+//! Placement keeps, for every event, a context `(frame, state)`: the frame
+//! is the container the event runs in (the execution, a redrive, a Map
+//! iteration, a Parallel branch) and the state is the state span it belongs
+//! to, if any. Close events whose `previous_event_id` points deep into a
+//! child (AWS links `ParallelStateExited` to the last event of a branch,
+//! `MapIterationStarted` n+1 to the last event of iteration n) are matched by
+//! walking up the frames to the state or iteration they name.
+
+use super::context::{self, TraceContext};
+use super::ids;
+use super::span::{op, Span};
+use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
+use std::collections::{BTreeMap, HashMap};
+
+/// How spans are dressed: service, tags, payload capture.
+#[derive(Debug, Clone)]
+pub struct SpanConfig {
+    /// Overrides the default service (the state machine name).
+    pub service: Option<String>,
+    pub env: Option<String>,
+    pub version: Option<String>,
+    /// Static `key:value` tags added to every span.
+    pub tags: Vec<(String, String)>,
+    /// Payload capture limit per value in bytes; 0 = no capture.
+    pub max_payload_bytes: usize,
+    /// JSON object keys whose values are replaced by `"[redacted]"` in captured payloads.
+    pub redact_keys: Vec<String>,
+}
+
+impl Default for SpanConfig {
+    fn default() -> Self {
+        Self {
+            service: None,
+            env: None,
+            version: None,
+            tags: Vec::new(),
+            max_payload_bytes: 16 * 1024,
+            redact_keys: Vec::new(),
+        }
+    }
+}
+
+/// `error.message` is cut to this many bytes.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+type FrameIdx = usize;
+type StateIdx = usize;
+
+#[derive(Debug)]
+enum FrameKind {
+    Execution,
+    Redrive {
+        event: usize,
+        end: Option<usize>,
+    },
+    Iteration {
+        name: String,
+        index: u64,
+        start: usize,
+        end: Option<usize>,
+    },
+    Branch {
+        first_state: StateIdx,
+    },
+}
+
+#[derive(Debug)]
+struct Frame {
+    kind: FrameKind,
+    /// The state span this frame runs inside (Map or Parallel), if any.
+    parent_state: Option<StateIdx>,
+    /// The frame enclosing this one.
+    parent_frame: Option<FrameIdx>,
+    /// Span id of this frame's own span (the execution, redrive, iteration or branch).
+    span_id: u64,
+}
+
+#[derive(Debug, Default)]
+struct Attempt {
+    scheduled: usize,
+    end: Option<usize>,
+    failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+struct StateRec {
+    frame: FrameIdx,
+    name: String,
+    state_type: &'static str,
+    entered: usize,
+    exited: Option<usize>,
+    /// `*StateAborted`, or the container's own Failed/Aborted event.
+    closed_by: Option<usize>,
+    last: usize,
+    failure: Option<Failure>,
+    attempts: Vec<Attempt>,
+    resource_type: Option<String>,
+    resource: Option<String>,
+    function_arn: Option<String>,
+    map_runs: Vec<(usize, Option<usize>)>,
+    orphaned: bool,
+    span_id: u64,
+}
+
+fn state_type(kind: &EventKind) -> &'static str {
+    use EventKind::*;
+    match kind {
+        TaskStateEntered => "Task",
+        MapStateEntered => "Map",
+        ParallelStateEntered => "Parallel",
+        ChoiceStateEntered => "Choice",
+        WaitStateEntered => "Wait",
+        PassStateEntered => "Pass",
+        SucceedStateEntered => "Succeed",
+        FailStateEntered => "Fail",
+        _ => "Unknown",
+    }
+}
+
+fn is_state_entered(kind: &EventKind) -> bool {
+    kind.as_str().ends_with("StateEntered")
+}
+
+fn is_state_exited(kind: &EventKind) -> bool {
+    kind.as_str().ends_with("StateExited")
+}
+
+fn is_attempt_start(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::TaskScheduled
+            | EventKind::LambdaFunctionScheduled
+            | EventKind::ActivityScheduled
+    )
+}
+
+fn is_attempt_end(kind: &EventKind) -> bool {
+    use EventKind::*;
+    matches!(
+        kind,
+        TaskSucceeded
+            | TaskFailed
+            | TaskTimedOut
+            | TaskStartFailed
+            | TaskSubmitFailed
+            | LambdaFunctionSucceeded
+            | LambdaFunctionFailed
+            | LambdaFunctionTimedOut
+            | LambdaFunctionScheduleFailed
+            | LambdaFunctionStartFailed
+            | ActivitySucceeded
+            | ActivityFailed
+            | ActivityTimedOut
+            | ActivityScheduleFailed
+    )
+}
+
+/// Cuts `s` to at most `max` bytes at a UTF-8 boundary.
+pub fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+fn redact(text: &str, keys: &[String]) -> Option<String> {
+    fn walk(v: &mut serde_json::Value, keys: &[String]) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, val) in m.iter_mut() {
+                    if keys.iter().any(|r| r == k) {
+                        *val = serde_json::Value::String("[redacted]".into());
+                    } else {
+                        walk(val, keys);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, keys)),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    walk(&mut v, keys);
+    Some(v.to_string())
+}
+
+struct Builder<'a> {
+    events: &'a [Event],
+    cfg: &'a SpanConfig,
+    arn: &'a str,
+    frames: Vec<Frame>,
+    states: Vec<StateRec>,
+    ctx: HashMap<u64, (FrameIdx, Option<StateIdx>)>,
+    orphans: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn ev(&self, i: usize) -> &'a Event {
+        &self.events[i]
+    }
+
+    /// The state named `name` (any type when `None`), walking up from a context.
+    fn find_state(
+        &self,
+        ctx: (FrameIdx, Option<StateIdx>),
+        pred: impl Fn(&StateRec) -> bool,
+    ) -> Option<StateIdx> {
+        if let Some(s) = ctx.1 {
+            if pred(&self.states[s]) {
+                return Some(s);
+            }
+        }
+        let mut frame = Some(ctx.0);
+        while let Some(f) = frame {
+            if let Some(s) = self.frames[f].parent_state {
+                if pred(&self.states[s]) {
+                    return Some(s);
+                }
+            }
+            frame = self.frames[f].parent_frame;
+        }
+        None
+    }
+
+    fn find_frame(
+        &self,
+        ctx: (FrameIdx, Option<StateIdx>),
+        pred: impl Fn(&Frame) -> bool,
+    ) -> Option<FrameIdx> {
+        let mut frame = Some(ctx.0);
+        while let Some(f) = frame {
+            if pred(&self.frames[f]) {
+                return Some(f);
+            }
+            frame = self.frames[f].parent_frame;
+        }
+        None
+    }
+
+    fn touch(&mut self, ctx: (FrameIdx, Option<StateIdx>), i: usize) {
+        // An event extends the state it belongs to and every enclosing state.
+        if let Some(s) = ctx.1 {
+            self.states[s].last = self.states[s].last.max(i);
+        }
+        let mut frame = Some(ctx.0);
+        while let Some(f) = frame {
+            if let Some(s) = self.frames[f].parent_state {
+                self.states[s].last = self.states[s].last.max(i);
+            }
+            frame = self.frames[f].parent_frame;
+        }
+    }
+
+    fn place(&mut self) {
+        let root_frame_span = ids::derived_span_id(self.arn, "execution", &[]);
+        self.frames.push(Frame {
+            kind: FrameKind::Execution,
+            parent_state: None,
+            parent_frame: None,
+            span_id: root_frame_span,
+        });
+        let index: HashMap<u64, usize> = self
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id, i))
+            .collect();
+        for i in 0..self.events.len() {
+            let e = self.ev(i);
+            let base = if e.previous_event_id == 0 {
+                (0, None)
+            } else {
+                match self.ctx.get(&e.previous_event_id) {
+                    Some(c) => *c,
+                    None => {
+                        self.orphans += 1;
+                        (0, None)
+                    }
+                }
+            };
+            let orphaned = e.previous_event_id != 0 && !index.contains_key(&e.previous_event_id);
+            let ctx = self.place_event(i, base, orphaned, &index);
+            self.touch(ctx, i);
+            self.ctx.insert(e.id, ctx);
+        }
+    }
+
+    fn place_event(
+        &mut self,
+        i: usize,
+        base: (FrameIdx, Option<StateIdx>),
+        orphaned: bool,
+        index: &HashMap<u64, usize>,
+    ) -> (FrameIdx, Option<StateIdx>) {
+        use EventKind::*;
+        let e = self.ev(i);
+        match &e.kind {
+            ExecutionStarted => (0, None),
+            ExecutionRedriven => {
+                let span_id = ids::derived_span_id(self.arn, "redrive", &[&e.id]);
+                self.frames.push(Frame {
+                    kind: FrameKind::Redrive {
+                        event: i,
+                        end: None,
+                    },
+                    parent_state: None,
+                    parent_frame: Some(0),
+                    span_id,
+                });
+                (self.frames.len() - 1, None)
+            }
+            k if k.is_execution_terminal() => {
+                // Closes the latest open redrive; the execution span itself
+                // ends at its first terminal event (see `finish`).
+                if let Some(f) = (0..self.frames.len()).rev().find(|&f| {
+                    matches!(self.frames[f].kind, FrameKind::Redrive { event, end: None } if event < i)
+                }) {
+                    if let FrameKind::Redrive { end, .. } = &mut self.frames[f].kind {
+                        *end = Some(i);
+                    }
+                }
+                base
+            }
+            k if is_state_entered(k) => {
+                let name = e.details.state_name().unwrap_or_default().to_owned();
+                let prev_kind = index.get(&e.previous_event_id).map(|&p| &self.ev(p).kind);
+                let frame = if prev_kind == Some(&ParallelStateStarted) {
+                    let parallel = base.1;
+                    let span_id = ids::derived_span_id(self.arn, "branch", &[&e.id]);
+                    self.frames.push(Frame {
+                        kind: FrameKind::Branch {
+                            first_state: self.states.len(),
+                        },
+                        parent_state: parallel,
+                        parent_frame: Some(base.0),
+                        span_id,
+                    });
+                    self.frames.len() - 1
+                } else {
+                    base.0
+                };
+                let span_id =
+                    ids::state_span_id(self.arn, &name, e.timestamp_ms, 0, e.redrive_count);
+                self.states.push(StateRec {
+                    frame,
+                    name,
+                    state_type: state_type(k),
+                    entered: i,
+                    exited: None,
+                    closed_by: None,
+                    last: i,
+                    failure: None,
+                    attempts: Vec::new(),
+                    resource_type: None,
+                    resource: None,
+                    function_arn: None,
+                    map_runs: Vec::new(),
+                    orphaned,
+                    span_id,
+                });
+                (frame, Some(self.states.len() - 1))
+            }
+            k if is_state_exited(k) => {
+                let name = e.details.state_name().unwrap_or_default();
+                match self.find_state(base, |s| s.name == name && s.exited.is_none()) {
+                    Some(s) => {
+                        self.states[s].exited = Some(i);
+                        (self.states[s].frame, None)
+                    }
+                    None => base,
+                }
+            }
+            MapIterationStarted => {
+                let (name, index) = match &e.details {
+                    Details::MapIteration { name, index } => (
+                        name.as_deref().unwrap_or_default().to_owned(),
+                        index.unwrap_or(0),
+                    ),
+                    _ => (String::new(), 0),
+                };
+                let map = self.find_state(base, |s| {
+                    s.state_type == "Map" && (name.is_empty() || s.name == name)
+                });
+                let parent_frame = map.map(|m| self.states[m].frame).unwrap_or(base.0);
+                let span_id = ids::derived_span_id(self.arn, "iteration", &[&e.id]);
+                self.frames.push(Frame {
+                    kind: FrameKind::Iteration {
+                        name,
+                        index,
+                        start: i,
+                        end: None,
+                    },
+                    parent_state: map,
+                    parent_frame: Some(parent_frame),
+                    span_id,
+                });
+                (self.frames.len() - 1, None)
+            }
+            MapIterationSucceeded | MapIterationFailed | MapIterationAborted => {
+                let idx = match &e.details {
+                    Details::MapIteration { index, .. } => *index,
+                    _ => None,
+                };
+                let found = self.find_frame(base, |f| {
+                    matches!(&f.kind, FrameKind::Iteration { index, end: None, .. } if idx.is_none_or(|x| x == *index))
+                });
+                if let Some(f) = found {
+                    if let FrameKind::Iteration { end, .. } = &mut self.frames[f].kind {
+                        *end = Some(i);
+                    }
+                }
+                base
+            }
+            ParallelStateSucceeded
+            | ParallelStateFailed
+            | ParallelStateAborted
+            | ParallelStateStarted => self.close_container(i, base, "Parallel"),
+            MapStateSucceeded | MapStateFailed | MapStateAborted | MapStateStarted => {
+                self.close_container(i, base, "Map")
+            }
+            MapRunStarted => {
+                if let Some(m) = self.find_state(base, |s| s.state_type == "Map") {
+                    self.states[m].map_runs.push((i, None));
+                }
+                base
+            }
+            MapRunSucceeded | MapRunFailed | MapRunAborted => {
+                if let Some(m) = self.find_state(base, |s| s.state_type == "Map") {
+                    if let Some(run) = self.states[m]
+                        .map_runs
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.1.is_none())
+                    {
+                        run.1 = Some(i);
+                    }
+                }
+                base
+            }
+            TaskStateAborted | WaitStateAborted => {
+                let want = if e.kind == TaskStateAborted {
+                    "Task"
+                } else {
+                    "Wait"
+                };
+                if let Some(s) =
+                    self.find_state(base, |s| s.state_type == want && s.exited.is_none())
+                {
+                    self.states[s].closed_by.get_or_insert(i);
+                }
+                base
+            }
+            EvaluationFailed => {
+                let target = match &e.details {
+                    Details::EvaluationFailed {
+                        state: Some(st), ..
+                    } => {
+                        let st = st.to_string();
+                        self.find_state(base, move |s| s.name == st)
+                    }
+                    _ => base.1,
+                };
+                if let (Some(s), Some(f)) = (target, e.details.failure()) {
+                    self.states[s].failure.get_or_insert(f.clone());
+                }
+                base
+            }
+            k if is_attempt_start(k) => {
+                if let Some(s) = self.find_state(base, |s| s.state_type == "Task") {
+                    let st = &mut self.states[s];
+                    st.attempts.push(Attempt {
+                        scheduled: i,
+                        ..Attempt::default()
+                    });
+                    if st.resource.is_none() {
+                        let (rt, r, farn) = task_target(e, self.arn);
+                        st.resource_type = rt;
+                        st.resource = r;
+                        st.function_arn = farn;
+                    }
+                }
+                base
+            }
+            k if is_attempt_end(k) => {
+                if let Some(s) = self.find_state(base, |s| s.state_type == "Task") {
+                    let failure = e.details.failure().cloned();
+                    let st = &mut self.states[s];
+                    if st.attempts.is_empty() {
+                        // Its Scheduled event was not logged (ERROR level).
+                        st.attempts.push(Attempt {
+                            scheduled: i,
+                            ..Attempt::default()
+                        });
+                    }
+                    let a = st.attempts.last_mut().unwrap();
+                    a.end = Some(i);
+                    a.failure = failure.clone();
+                    st.failure = failure;
+                }
+                base
+            }
+            _ => base,
+        }
+    }
+
+    /// `Parallel`/`Map` Started/Succeeded/Failed/Aborted: the nearest
+    /// enclosing state of that type, whatever branch the event points into.
+    fn close_container(
+        &mut self,
+        i: usize,
+        base: (FrameIdx, Option<StateIdx>),
+        ty: &str,
+    ) -> (FrameIdx, Option<StateIdx>) {
+        let e = self.ev(i);
+        match self.find_state(base, |s| s.state_type == ty && s.exited.is_none()) {
+            Some(s) => {
+                let failed = matches!(
+                    e.kind,
+                    EventKind::ParallelStateFailed
+                        | EventKind::ParallelStateAborted
+                        | EventKind::MapStateFailed
+                        | EventKind::MapStateAborted
+                );
+                if failed {
+                    self.states[s].closed_by.get_or_insert(i);
+                    if self.states[s].failure.is_none() {
+                        // Inherit the failure of what failed inside, when it says.
+                        let inner = base.1.and_then(|c| self.states[c].failure.clone());
+                        let what = if matches!(
+                            e.kind,
+                            EventKind::ParallelStateAborted | EventKind::MapStateAborted
+                        ) {
+                            "States.Aborted"
+                        } else if ty == "Parallel" {
+                            "States.BranchFailed"
+                        } else {
+                            "States.ItemFailed"
+                        };
+                        self.states[s].failure = Some(inner.unwrap_or(Failure {
+                            error: Some(what.into()),
+                            cause: None,
+                        }));
+                    }
+                } else if matches!(
+                    e.kind,
+                    EventKind::ParallelStateStarted | EventKind::MapStateStarted
+                ) {
+                    // A retried container starts again: it is no longer failed.
+                    self.states[s].closed_by = None;
+                    self.states[s].failure = None;
+                }
+                (self.states[s].frame, Some(s))
+            }
+            None => base,
+        }
+    }
+}
+
+/// `resource_type`, `resource` and the Lambda function ARN a Task targets.
+fn task_target(e: &Event, execution_arn: &str) -> (Option<String>, Option<String>, Option<String>) {
+    match &e.details {
+        Details::TaskScheduled {
+            resource,
+            parameters,
+            region,
+            ..
+        } => {
+            let rt = resource.resource_type.as_deref().map(str::to_owned);
+            let r = resource.resource.as_deref().map(str::to_owned);
+            let farn = if rt.as_deref() == Some("lambda") {
+                parameters.as_ref().and_then(|p| p.json()).and_then(|v| {
+                    let name = v.get("FunctionName")?.as_str()?.to_owned();
+                    if name.starts_with("arn:") {
+                        Some(name)
+                    } else {
+                        let a = ExecutionArn::parse(execution_arn).ok()?;
+                        let region = region.as_deref().unwrap_or(a.region);
+                        Some(format!(
+                            "arn:{}:lambda:{}:{}:function:{}",
+                            a.partition, region, a.account_id, name
+                        ))
+                    }
+                })
+            } else {
+                None
+            };
+            (rt, r, farn)
+        }
+        Details::LambdaScheduled { resource, .. } => (
+            Some("lambda".into()),
+            Some("invoke".into()),
+            resource.as_deref().map(str::to_owned),
+        ),
+        Details::ActivityScheduled { resource, .. } => (
+            Some("activity".into()),
+            resource.as_deref().map(str::to_owned),
+            None,
+        ),
+        _ => (None, None, None),
+    }
+}
+
+fn ms_to_ns(ms: i64) -> i64 {
+    ms.saturating_mul(1_000_000)
+}
+
+/// Builds every span of one execution. `events` must be one execution's
+/// events, deduplicated by id (order does not matter). `complete` is false
+/// when the execution is flushed without a terminal event (idle timeout,
+/// eviction): open spans then close at the last seen event and carry
+/// `step_function.incomplete:true`.
+pub fn build_spans(
+    events: &[Event],
+    cfg: &SpanConfig,
+    ctx_override: Option<&TraceContext>,
+) -> Vec<Span> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted: Vec<Event> = events.to_vec();
+    sorted.sort_by_key(|e| e.id);
+    sorted.dedup_by_key(|e| e.id);
+    let arn = sorted[0].execution_arn.clone();
+    let mut b = Builder {
+        events: &sorted,
+        cfg,
+        arn: &arn,
+        frames: Vec::new(),
+        states: Vec::new(),
+        ctx: HashMap::new(),
+        orphans: 0,
+    };
+    b.place();
+    finish(&b, ctx_override)
+}
+
+fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
+    let ev = b.events;
+    let arn = b.arn;
+    let parsed = ExecutionArn::parse(arn).ok();
+    let started = ev
+        .iter()
+        .position(|e| e.kind == EventKind::ExecutionStarted);
+    let first_terminal = ev.iter().position(|e| e.kind.is_execution_terminal());
+    let last = ev.len() - 1;
+    let complete = first_terminal.is_some();
+    let trace = ctx_override.cloned().unwrap_or_else(|| {
+        started
+            .and_then(|s| ev[s].details.input())
+            .and_then(|p| context::from_input(&p.text))
+            .unwrap_or_else(|| TraceContext::own(arn))
+    });
+    let sm_name = parsed
+        .as_ref()
+        .map(|a| a.state_machine_name.to_owned())
+        .unwrap_or_default();
+    let service = b.cfg.service.clone().unwrap_or_else(|| sm_name.clone());
+
+    let mut common: BTreeMap<String, String> = BTreeMap::new();
+    common.insert("trace_type".into(), "stepfunctions".into());
+    common.insert("step_function.execution_arn".into(), arn.to_owned());
+    if let Some(a) = &parsed {
+        common.insert(
+            "step_function.execution_name".into(),
+            a.execution_name.to_owned(),
+        );
+        common.insert(
+            "step_function.state_machine_arn".into(),
+            a.state_machine_arn(),
+        );
+        common.insert(
+            "step_function.state_machine_name".into(),
+            a.state_machine_name.to_owned(),
+        );
+        common.insert("region".into(), a.region.to_owned());
+        common.insert("account_id".into(), a.account_id.to_owned());
+    }
+    for (k, v) in &b.cfg.tags {
+        common.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if let Some(env) = &b.cfg.env {
+        common.insert("env".into(), env.clone());
+    }
+    if let Some(version) = &b.cfg.version {
+        common.insert("version".into(), version.clone());
+    }
+    if !complete {
+        common.insert("step_function.incomplete".into(), "true".into());
+    }
+
+    let mut spans = Vec::new();
+    let mk = |id: u64,
+              parent: u64,
+              name: &'static str,
+              resource: String,
+              start: usize,
+              end: usize,
+              redrive: u32| {
+        let mut metrics = BTreeMap::new();
+        metrics.insert("step_function.redrive_count".into(), redrive as f64);
+        Span {
+            trace_id: trace.trace_id,
+            span_id: id,
+            parent_id: parent,
+            name,
+            resource,
+            service: service.clone(),
+            span_type: "serverless",
+            start: ms_to_ns(ev[start].timestamp_ms),
+            duration: ms_to_ns((ev[end].timestamp_ms - ev[start].timestamp_ms).max(0)),
+            error: 0,
+            meta: common.clone(),
+            metrics,
+        }
+    };
+    let set_error = |s: &mut Span, f: Option<&Failure>| {
+        s.error = 1;
+        if let Some(f) = f {
+            if let Some(t) = &f.error {
+                s.meta.insert("error.type".into(), t.to_string());
+            }
+            if let Some(c) = &f.cause {
+                s.meta.insert(
+                    "error.message".into(),
+                    cut_utf8(c, MAX_ERROR_MESSAGE_BYTES).0.to_owned(),
+                );
+            }
+        }
+    };
+    let capture = |s: &mut Span, key: &str, p: Option<&Payload>| {
+        let Some(p) = p else { return };
+        if b.cfg.max_payload_bytes == 0 {
+            return;
+        }
+        let redacted = if b.cfg.redact_keys.is_empty() {
+            None
+        } else {
+            redact(&p.text, &b.cfg.redact_keys)
+        };
+        let text = redacted.as_deref().unwrap_or(&p.text);
+        let (cut, truncated) = cut_utf8(text, b.cfg.max_payload_bytes);
+        s.meta
+            .insert(format!("step_function.{key}"), cut.to_owned());
+        if truncated {
+            s.meta
+                .insert(format!("step_function.{key}_truncated"), "true".into());
+        }
+        if p.aws_truncated {
+            s.meta
+                .insert(format!("step_function.{key}_aws_truncated"), "true".into());
+        }
+    };
+
+    // The execution span: ExecutionStarted (or the first event seen) → first terminal.
+    let exec_start = started.unwrap_or(0);
+    let exec_end = first_terminal.unwrap_or(last);
+    let exec_id = b.frames[0].span_id;
+    let redrive0 = ev[exec_start].redrive_count;
+    let mut exec = mk(
+        exec_id,
+        trace.parent_id,
+        op::EXECUTION,
+        sm_name.clone(),
+        exec_start,
+        exec_end,
+        redrive0,
+    );
+    if let Some(tid) = &trace.tid {
+        exec.meta.insert("_dd.p.tid".into(), tid.clone());
+    }
+    if trace.source != "own" {
+        exec.meta
+            .insert("step_function.context_source".into(), trace.source.into());
+    }
+    capture(
+        &mut exec,
+        "input",
+        started.and_then(|s| ev[s].details.input()),
+    );
+    if let Some(t) = first_terminal {
+        capture(&mut exec, "output", ev[t].details.output());
+        if ev[t].kind != EventKind::ExecutionSucceeded {
+            set_error(&mut exec, ev[t].details.failure());
+        }
+    }
+    if b.orphans > 0 {
+        exec.metrics
+            .insert("step_function.orphaned_events".into(), b.orphans as f64);
+    }
+    spans.push(exec);
+
+    // Frames: redrives, iterations, branches.
+    let frame_parent_span = |f: &Frame| -> u64 {
+        match f.parent_state {
+            Some(s) => b.states[s].span_id,
+            None => f
+                .parent_frame
+                .map(|p| b.frames[p].span_id)
+                .unwrap_or(exec_id),
+        }
+    };
+    let end_of_state = |s: &StateRec| -> usize {
+        if let Some(x) = s.exited.or(s.closed_by) {
+            return x;
+        }
+        // Left open: it ends at the last event it caused (a Fail state at the
+        // failure it triggered); when nothing followed from it (an abort),
+        // where the execution or redrive ended; with no terminal at all, at
+        // the last event seen.
+        if s.last > s.entered {
+            return s.last;
+        }
+        let terminal = (s.entered..ev.len()).find(|&j| ev[j].kind.is_execution_terminal());
+        match terminal {
+            Some(t) => t,
+            None if complete => s.last,
+            None => last,
+        }
+    };
+    for (fi, f) in b.frames.iter().enumerate().skip(1) {
+        let parent = frame_parent_span(f);
+        match &f.kind {
+            FrameKind::Redrive { event, end } => {
+                let end_i = end.unwrap_or(last);
+                let mut s = mk(
+                    f.span_id,
+                    parent,
+                    op::EXECUTION,
+                    sm_name.clone(),
+                    *event,
+                    end_i,
+                    ev[*event].redrive_count,
+                );
+                s.meta.insert("redrive".into(), "true".into());
+                if let Some(e) = end {
+                    if ev[*e].kind != EventKind::ExecutionSucceeded {
+                        set_error(&mut s, ev[*e].details.failure());
+                    }
+                }
+                spans.push(s);
+            }
+            FrameKind::Iteration {
+                name,
+                index,
+                start,
+                end,
+            } => {
+                let contained_end = b
+                    .states
+                    .iter()
+                    .filter(|s| frame_within(b, s.frame, fi))
+                    .map(end_of_state)
+                    .max()
+                    .unwrap_or(*start);
+                let end_i = end.unwrap_or(contained_end.max(*start));
+                let mut s = mk(
+                    f.span_id,
+                    parent,
+                    op::MAP_ITERATION,
+                    format!("{name}[{index}]"),
+                    *start,
+                    end_i,
+                    ev[*start].redrive_count,
+                );
+                s.metrics
+                    .insert("step_function.map.iteration_index".into(), *index as f64);
+                if let Some(e) = end {
+                    if matches!(
+                        ev[*e].kind,
+                        EventKind::MapIterationFailed | EventKind::MapIterationAborted
+                    ) {
+                        let failure =
+                            (ev[*e].kind == EventKind::MapIterationAborted).then(|| Failure {
+                                error: Some("States.Aborted".into()),
+                                cause: None,
+                            });
+                        set_error(&mut s, failure.as_ref());
+                    }
+                }
+                spans.push(s);
+            }
+            FrameKind::Branch { first_state } => {
+                let first = &b.states[*first_state];
+                let end_i = b
+                    .states
+                    .iter()
+                    .filter(|s| frame_within(b, s.frame, fi))
+                    .map(end_of_state)
+                    .max()
+                    .unwrap_or(first.entered);
+                let mut s = mk(
+                    f.span_id,
+                    parent,
+                    op::PARALLEL_BRANCH,
+                    first.name.clone(),
+                    first.entered,
+                    end_i,
+                    ev[first.entered].redrive_count,
+                );
+                // A branch failed when one of its own states failed without being caught.
+                let failed = b.states.iter().filter(|st| st.frame == fi).any(|st| {
+                    st.state_type == "Fail" || (st.exited.is_none() && st.failure.is_some())
+                });
+                if failed {
+                    set_error(&mut s, None);
+                }
+                spans.push(s);
+            }
+            FrameKind::Execution => {}
+        }
+    }
+
+    // States, their retry attempts and map runs.
+    for st in &b.states {
+        // A state hangs under the span of the frame it runs in.
+        let parent = b.frames[st.frame].span_id;
+        let end_i = end_of_state(st);
+        let e_in = &ev[st.entered];
+        let mut s = mk(
+            st.span_id,
+            parent,
+            op::STATE,
+            st.name.clone(),
+            st.entered,
+            end_i,
+            e_in.redrive_count,
+        );
+        s.meta
+            .insert("step_function.state_name".into(), st.name.clone());
+        s.meta
+            .insert("step_function.state_type".into(), st.state_type.into());
+        let retries = st.attempts.len().saturating_sub(1);
+        s.metrics
+            .insert("step_function.retry_count".into(), retries as f64);
+        capture(&mut s, "input", e_in.details.input());
+        capture(
+            &mut s,
+            "output",
+            st.exited.and_then(|x| ev[x].details.output()),
+        );
+        if let Some(rt) = &st.resource_type {
+            s.meta
+                .insert("step_function.resource_type".into(), rt.clone());
+        }
+        if let Some(r) = &st.resource {
+            s.meta.insert("step_function.resource".into(), r.clone());
+        }
+        if let Some(f) = &st.function_arn {
+            s.meta.insert("function_arn".into(), f.clone());
+        }
+        if st.orphaned {
+            s.meta
+                .insert("step_function.orphaned".into(), "true".into());
+        }
+        let open = st.exited.is_none() && st.closed_by.is_none();
+        let terminal_failure = open
+            .then(|| (st.entered..ev.len()).find(|&j| ev[j].kind.is_execution_terminal()))
+            .flatten()
+            .filter(|&t| ev[t].kind != EventKind::ExecutionSucceeded);
+        if st.failure.is_some() || st.closed_by.is_some() {
+            set_error(&mut s, st.failure.as_ref());
+        } else if st.state_type == "Fail" || terminal_failure.is_some() {
+            set_error(
+                &mut s,
+                terminal_failure.and_then(|t| ev[t].details.failure()),
+            );
+        }
+        spans.push(s);
+
+        for (n, a) in st.attempts.iter().enumerate().skip(1) {
+            let id = ids::state_span_id(
+                arn,
+                &st.name,
+                e_in.timestamp_ms,
+                n as u32,
+                e_in.redrive_count,
+            );
+            let end_a = a.end.unwrap_or(end_i);
+            let mut sa = mk(
+                id,
+                st.span_id,
+                op::STATE,
+                st.name.clone(),
+                a.scheduled,
+                end_a,
+                e_in.redrive_count,
+            );
+            sa.meta
+                .insert("step_function.state_name".into(), st.name.clone());
+            sa.meta
+                .insert("step_function.state_type".into(), st.state_type.into());
+            sa.meta
+                .insert("step_function.attempt".into(), n.to_string());
+            sa.metrics
+                .insert("step_function.retry_count".into(), n as f64);
+            if let Some(rt) = &st.resource_type {
+                sa.meta
+                    .insert("step_function.resource_type".into(), rt.clone());
+            }
+            if let Some(r) = &st.resource {
+                sa.meta.insert("step_function.resource".into(), r.clone());
+            }
+            if let Some(f) = &a.failure {
+                set_error(&mut sa, Some(f));
+            }
+            spans.push(sa);
+        }
+        for (start, end) in &st.map_runs {
+            let id = ids::derived_span_id(arn, "maprun", &[&ev[*start].id]);
+            let end_r = end.unwrap_or(end_i);
+            let mut sr = mk(
+                id,
+                st.span_id,
+                op::MAP_RUN,
+                st.name.clone(),
+                *start,
+                end_r,
+                ev[*start].redrive_count,
+            );
+            if let Details::MapRunStarted {
+                map_run_arn: Some(m),
+            } = &ev[*start].details
+            {
+                sr.meta
+                    .insert("step_function.map_run_arn".into(), m.to_string());
+            }
+            if let Some(e) = end {
+                if ev[*e].kind != EventKind::MapRunSucceeded {
+                    set_error(&mut sr, ev[*e].details.failure());
+                }
+            }
+            spans.push(sr);
+        }
+    }
+    spans
+}
+
+/// Whether `frame` is `target` or nested inside it.
+fn frame_within(b: &Builder<'_>, frame: FrameIdx, target: FrameIdx) -> bool {
+    let mut f = Some(frame);
+    while let Some(i) = f {
+        if i == target {
+            return true;
+        }
+        f = b.frames[i].parent_frame;
+    }
+    false
+}

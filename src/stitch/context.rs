@@ -1,0 +1,165 @@
+//! Trace context carried in an execution's input (trace-model.md §4):
+//! `_datadog` at the top level or under `Payload`, or the legacy `CONTEXT`.
+
+use super::ids;
+use crate::events::lenient::parse_iso8601_millis;
+use serde_json::Value;
+
+/// Where an execution's spans hang.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: u64,
+    /// `_dd.p.tid` (upper 64 bits, hex, unpadded), when known.
+    pub tid: Option<String>,
+    /// Parent of the execution span; 0 for a root.
+    pub parent_id: u64,
+    /// Which rule matched: `own`, `upstream`, `root_execution`, `legacy_context`.
+    pub source: &'static str,
+}
+
+impl TraceContext {
+    /// No context: the execution is the root of its own trace.
+    pub fn own(execution_arn: &str) -> Self {
+        Self {
+            trace_id: ids::trace_id(execution_arn),
+            tid: Some(ids::trace_id_high_tag(execution_arn)),
+            parent_id: 0,
+            source: "own",
+        }
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+fn as_u32(v: Option<&Value>) -> u32 {
+    v.and_then(as_u64)
+        .map(|n| n.min(u32::MAX as u64) as u32)
+        .unwrap_or(0)
+}
+
+/// The parent state's span id from `Execution.Id`, `State.Name`, `State.EnteredTime`.
+fn parent_state_span(obj: &Value) -> Option<u64> {
+    let exec = obj.get("Execution")?.get("Id")?.as_str()?;
+    let state = obj.get("State")?;
+    let name = state.get("Name")?.as_str()?;
+    let entered = parse_iso8601_millis(state.get("EnteredTime")?.as_str()?)?;
+    let retry = as_u32(state.get("RetryCount"));
+    let redrive = as_u32(
+        obj.get("Execution")
+            .and_then(|e| e.get("RedriveCount"))
+            .or(obj.get("RedriveCount")),
+    );
+    Some(ids::state_span_id(exec, name, entered, retry, redrive))
+}
+
+fn tid_from_tags(tags: &str) -> Option<String> {
+    tags.split(',')
+        .find_map(|kv| kv.trim().strip_prefix("_dd.p.tid="))
+        .map(str::to_owned)
+}
+
+fn from_datadog(dd: &Value) -> Option<TraceContext> {
+    if let Some(trace_id) = dd.get("x-datadog-trace-id").and_then(as_u64) {
+        let parent_id = dd
+            .get("x-datadog-parent-id")
+            .and_then(as_u64)
+            .or_else(|| parent_state_span(dd))
+            .unwrap_or(0);
+        let tid = dd
+            .get("x-datadog-tags")
+            .and_then(Value::as_str)
+            .and_then(tid_from_tags);
+        return Some(TraceContext {
+            trace_id,
+            tid,
+            parent_id,
+            source: "upstream",
+        });
+    }
+    if let Some(root) = dd.get("RootExecutionId").and_then(Value::as_str) {
+        return Some(TraceContext {
+            trace_id: ids::trace_id(root),
+            tid: Some(ids::trace_id_high_tag(root)),
+            parent_id: parent_state_span(dd).unwrap_or(0),
+            source: "root_execution",
+        });
+    }
+    None
+}
+
+/// Reads the context from an execution input, if it carries one.
+pub fn from_input(input: &str) -> Option<TraceContext> {
+    // Cheap pre-check: most inputs carry no context at all.
+    if !input.contains("_datadog") && !input.contains("CONTEXT") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(input).ok()?;
+    for holder in [Some(&v), v.get("Payload")].into_iter().flatten() {
+        if let Some(dd) = holder.get("_datadog") {
+            if let Some(ctx) = from_datadog(dd) {
+                return Some(ctx);
+            }
+        }
+    }
+    let legacy = v
+        .get("CONTEXT")
+        .or_else(|| v.get("Payload").and_then(|p| p.get("CONTEXT")))?;
+    let exec = legacy.get("Execution")?.get("Id")?.as_str()?;
+    Some(TraceContext {
+        trace_id: ids::trace_id(exec),
+        tid: Some(ids::trace_id_high_tag(exec)),
+        parent_id: parent_state_span(legacy)?,
+        source: "legacy_context",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARENT: &str = "arn:aws:states:sa-east-1:425362996713:execution:abhinav-activity-state-machine:72a7ca3e-901c-41bb-b5a3-5f279b92a316";
+
+    #[test]
+    fn upstream_trace_id_and_parent() {
+        let input = r#"{"order":1,"_datadog":{"x-datadog-trace-id":"1234567890","x-datadog-parent-id":"987","x-datadog-tags":"_dd.p.dm=-0,_dd.p.tid=66bcb5eb00000000"}}"#;
+        let c = from_input(input).unwrap();
+        assert_eq!(c.trace_id, 1234567890);
+        assert_eq!(c.parent_id, 987);
+        assert_eq!(c.tid.as_deref(), Some("66bcb5eb00000000"));
+    }
+
+    #[test]
+    fn root_execution_id_with_parent_state() {
+        let input = format!(
+            r#"{{"_datadog":{{"Execution":{{"Id":"{PARENT}","RedriveCount":0}},"State":{{"Name":"Lambda Invoke","EnteredTime":"2024-12-04T19:38:04.118Z","RetryCount":0}},"StateMachine":{{}},"RootExecutionId":"{PARENT}","serverless-version":"v1"}}}}"#
+        );
+        let c = from_input(&input).unwrap();
+        assert_eq!(c.trace_id, 435175499815315247);
+        assert_eq!(c.tid.as_deref(), Some("3e7a89d1b7310603"));
+        assert_eq!(c.parent_id, 3929055471293792800);
+    }
+
+    #[test]
+    fn legacy_context_under_payload() {
+        let input = format!(
+            r#"{{"Payload":{{"CONTEXT":{{"Execution":{{"Id":"{PARENT}","RedriveCount":1}},"State":{{"Name":"Lambda Invoke","EnteredTime":"2024-12-04T19:38:04.118Z","RetryCount":0}}}}}}}}"#
+        );
+        let c = from_input(&input).unwrap();
+        assert_eq!(c.trace_id, 435175499815315247);
+        assert_eq!(c.parent_id, 8782364156266188026);
+        assert_eq!(c.source, "legacy_context");
+    }
+
+    #[test]
+    fn nothing_or_garbage() {
+        assert_eq!(from_input(r#"{"a":1}"#), None);
+        assert_eq!(from_input(r#"{"_datadog": 5"#), None);
+        assert_eq!(from_input(r#"{"_datadog": {}}"#), None);
+    }
+}

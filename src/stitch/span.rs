@@ -1,0 +1,40 @@
+//! The exporter-neutral span: exactly the fields of a Datadog v0.4 span, which
+//! is also the `jsonl` exporter's line format (spec/interfaces.md).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Operation names (trace-model.md §2).
+pub mod op {
+    pub const EXECUTION: &str = "aws.stepfunctions";
+    pub const STATE: &str = "aws.stepfunctions.state";
+    pub const MAP_ITERATION: &str = "aws.stepfunctions.map.iteration";
+    pub const PARALLEL_BRANCH: &str = "aws.stepfunctions.parallel.branch";
+    pub const MAP_RUN: &str = "aws.stepfunctions.map.run";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    pub trace_id: u64,
+    pub span_id: u64,
+    /// 0 for a root.
+    pub parent_id: u64,
+    pub name: &'static str,
+    pub resource: String,
+    pub service: String,
+    #[serde(rename = "type")]
+    pub span_type: &'static str,
+    /// Nanoseconds since the epoch.
+    pub start: i64,
+    /// Nanoseconds.
+    pub duration: i64,
+    pub error: i32,
+    pub meta: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A line of the `jsonl` exporter.
+#[derive(Debug, Serialize)]
+pub struct SpanLine<'a> {
+    pub span: &'a Span,
+}
