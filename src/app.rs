@@ -5,9 +5,12 @@ use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ExportTarget, Settings};
 use crate::decode;
+use crate::export::spawn_jsonl_exporter;
 use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::{spawn_event_consumer, ConsumerTotals, Handoff};
+use crate::stitch::builder::SpanConfig;
+use crate::stitch::service::{StitchConfig, StitcherHandle};
 use crate::telemetry::{self, names};
 use anyhow::Context;
 use std::io::Write;
@@ -18,6 +21,38 @@ use tokio::sync::watch;
 
 /// Hand-off batches in flight at most (events are the real bound).
 const MAX_QUEUED_BATCHES: usize = 4096;
+/// Span batches queued for the exporters.
+const SPAN_BATCHES_QUEUED: usize = 64;
+
+fn stitch_config(s: &Settings) -> StitchConfig {
+    let tags = s
+        .datadog
+        .tags
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (t.clone(), String::new()),
+        })
+        .collect();
+    StitchConfig {
+        shards: s.stitch_shards,
+        mailbox: 64,
+        finalize_grace: s.finalize_grace,
+        idle_timeout: s.idle_timeout,
+        retention: s.late_event_retention,
+        max_open_executions: s.max_open_executions,
+        // Due executions are found within a fraction of the grace.
+        tick: (s.finalize_grace / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+        spans: SpanConfig {
+            service: s.datadog.service.clone(),
+            env: s.datadog.env.clone(),
+            version: s.datadog.version.clone(),
+            tags,
+            max_payload_bytes: s.max_payload_bytes,
+            redact_keys: s.redact_keys.clone(),
+        },
+    }
+}
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let prometheus = telemetry::prometheus();
@@ -50,23 +85,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             })?,
         ))),
     };
+    // Exporters, then the stitcher feeding them, then the hand-off feeding it.
+    let mut jsonl_outputs: Vec<Box<dyn Write + Send>> = Vec::new();
+    for target in &settings.export {
+        match target {
+            ExportTarget::Jsonl(None) => jsonl_outputs.push(Box::new(std::io::stdout())),
+            ExportTarget::Jsonl(Some(path)) => jsonl_outputs.push(Box::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("invalid STEPSTITCH_EXPORT: cannot open {}", path.display()))?,
+            ))),
+            other => anyhow::bail!(
+                "invalid STEPSTITCH_EXPORT: the {other} exporter is not in this build yet; use jsonl:PATH or jsonl:-"
+            ),
+        }
+    }
+    let (spans_tx, spans_rx) = tokio::sync::mpsc::channel(SPAN_BATCHES_QUEUED);
+    let exporter =
+        spawn_jsonl_exporter(spans_rx, jsonl_outputs).context("starting the jsonl exporter")?;
+    let (stitcher, shard_tasks) = StitcherHandle::spawn(stitch_config(&settings), spans_tx);
+    let exporters: Vec<String> = settings
+        .export
+        .iter()
+        .map(ExportTarget::to_string)
+        .collect();
+    tracing::info!(export = %exporters.join(","), shards = settings.stitch_shards, "stitcher started");
+
     let (handoff, rx) = Handoff::new(
         settings.queue_capacity_events,
         MAX_QUEUED_BATCHES,
         settings.handoff_wait,
     );
     let totals = Arc::new(ConsumerTotals::default());
-    let consumer = spawn_event_consumer(rx, events_out, totals.clone())
+    let consumer = spawn_event_consumer(rx, events_out, totals.clone(), Some(stitcher.clone()))
         .context("starting the event consumer")?;
-    let exporters: Vec<String> = settings
-        .export
-        .iter()
-        .map(ExportTarget::to_string)
-        .collect();
-    tracing::info!(
-        export = %exporters.join(","),
-        "span export is not part of this build yet: decoded events are counted (and written with STEPSTITCH_EVENTS_OUT)"
-    );
 
     let ingest_state = Arc::new(IngestState {
         keys: keys.clone(),
@@ -89,6 +143,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         prometheus,
         handoff: handoff.gauge(),
         keys: keys.clone(),
+        stitcher: Some(stitcher.clone()),
     };
     drop(handoff);
 
@@ -174,11 +229,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         Err(_) => tracing::warn!("hand-off not drained within the shutdown timeout"),
     }
+    // Without durable state yet, what is open is emitted now (incomplete if
+    // it has no terminal event) rather than lost with the process.
+    match tokio::time::timeout_at(deadline, stitcher.stop()).await {
+        Ok(_) => {
+            for t in shard_tasks {
+                let _ = t.await;
+            }
+            tracing::info!("stitcher flushed");
+        }
+        Err(_) => tracing::warn!("stitcher not flushed within the shutdown timeout"),
+    }
+    drop(stitcher);
+    let _ = admin_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+    match tokio::time::timeout_at(
+        deadline,
+        tokio::task::spawn_blocking(move || exporter.join()),
+    )
+    .await
+    {
+        Ok(_) => tracing::info!("exporters flushed"),
+        Err(_) => tracing::warn!("exporters not flushed within the shutdown timeout"),
+    }
     if let Some(r) = reload {
         r.abort();
     }
-    let _ = admin_stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     tracing::info!("stopped");
     Ok(())
 }

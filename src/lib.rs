@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod events;
+pub mod export;
 pub mod firehose;
 pub mod lifecycle;
 pub mod pipeline;

@@ -19,6 +19,7 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     pub handoff: HandoffGauge,
     pub keys: Arc<AccessKeys>,
+    pub stitcher: Option<crate::stitch::service::StitcherHandle>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -45,6 +46,17 @@ async fn render_metrics(State(st): State<AdminState>) -> impl IntoResponse {
     metrics::gauge!(names::HANDOFF_CAPACITY_EVENTS).set(st.handoff.capacity_events() as f64);
     metrics::gauge!(names::ACCESS_KEYS_ACTIVE).set(st.keys.active_count() as f64);
     metrics::gauge!(names::READY).set(if st.lifecycle.is_ready() { 1.0 } else { 0.0 });
+    if let Some(stitcher) = &st.stitcher {
+        let snap =
+            tokio::time::timeout(std::time::Duration::from_secs(2), stitcher.snapshot()).await;
+        if let Ok(Ok(s)) = snap {
+            metrics::gauge!(names::STITCH_OPEN_EXECUTIONS).set(s.open_executions as f64);
+            metrics::gauge!(names::STITCH_RETAINED_EXECUTIONS).set(s.retained_executions as f64);
+            metrics::gauge!(names::STITCH_DUPLICATE_EVENTS).set(s.duplicate_events as f64);
+            metrics::gauge!(names::STITCH_LATE_EVENTS).set(s.late_events as f64);
+            metrics::gauge!(names::STITCH_ORPHANED_EVENTS).set(s.orphaned_events as f64);
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.prometheus.render(),

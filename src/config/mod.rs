@@ -87,6 +87,18 @@ pub struct ServeArgs {
     /// Emit an execution with no terminal event after this long without events.
     #[arg(long, env = "STEPSTITCH_IDLE_TIMEOUT", default_value = "30m")]
     pub idle_timeout: String,
+    /// JSON keys whose values are redacted in captured payloads, comma-separated.
+    #[arg(long, env = "STEPSTITCH_REDACT_KEYS", value_delimiter = ',')]
+    pub redact_keys: Vec<String>,
+    /// Stitcher shards (executions are spread over them by ARN).
+    #[arg(long, env = "STEPSTITCH_STITCH_SHARDS", default_value = "2")]
+    pub stitch_shards: String,
+    /// Open executions held at most; past it the longest-idle are emitted as incomplete.
+    #[arg(long, env = "STEPSTITCH_MAX_OPEN_EXECUTIONS", default_value = "200000")]
+    pub max_open_executions: String,
+    /// How long an emitted execution is remembered so late events add only new spans.
+    #[arg(long, env = "STEPSTITCH_LATE_EVENT_RETENTION", default_value = "2m")]
+    pub late_event_retention: String,
     /// Payload capture limit per input/output value, in bytes; 0 = off.
     #[arg(long, env = "STEPSTITCH_MAX_PAYLOAD_BYTES", default_value = "16384")]
     pub max_payload_bytes: String,
@@ -285,6 +297,10 @@ pub struct Settings {
     pub finalize_grace: Duration,
     pub idle_timeout: Duration,
     pub max_payload_bytes: usize,
+    pub redact_keys: Vec<String>,
+    pub stitch_shards: usize,
+    pub max_open_executions: usize,
+    pub late_event_retention: Duration,
     pub max_body_bytes: usize,
     pub max_record_decoded_bytes: usize,
     pub max_request_decoded_bytes: usize,
@@ -338,6 +354,17 @@ mod names {
     pub const FINALIZE_GRACE: Setting =
         setting!("STEPSTITCH_FINALIZE_GRACE", "--finalize-grace", "5s");
     pub const IDLE_TIMEOUT: Setting = setting!("STEPSTITCH_IDLE_TIMEOUT", "--idle-timeout", "30m");
+    pub const SHARDS: Setting = setting!("STEPSTITCH_STITCH_SHARDS", "--stitch-shards", "2");
+    pub const MAX_OPEN: Setting = setting!(
+        "STEPSTITCH_MAX_OPEN_EXECUTIONS",
+        "--max-open-executions",
+        "200000"
+    );
+    pub const RETENTION: Setting = setting!(
+        "STEPSTITCH_LATE_EVENT_RETENTION",
+        "--late-event-retention",
+        "2m"
+    );
     pub const MAX_PAYLOAD: Setting = setting!(
         "STEPSTITCH_MAX_PAYLOAD_BYTES",
         "--max-payload-bytes",
@@ -684,6 +711,15 @@ impl Settings {
                 &a.max_payload_bytes,
                 parse::byte_size(&a.max_payload_bytes),
             )?,
+            redact_keys: a
+                .redact_keys
+                .iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            stitch_shards: count(SHARDS, &a.stitch_shards)?,
+            max_open_executions: count(MAX_OPEN, &a.max_open_executions)?,
+            late_event_retention: dur(RETENTION, &a.late_event_retention)?,
             max_body_bytes,
             max_record_decoded_bytes,
             max_request_decoded_bytes,

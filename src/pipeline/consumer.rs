@@ -1,9 +1,11 @@
-//! The stage after the hand-off, until stitching lands: counts the events
-//! and, when asked (`--events-out`), writes each one as a JSON line.
+//! Takes batches off the hand-off: counts the events, writes each one as a
+//! JSON line when asked (`--events-out`), and routes them to the stitcher.
 //! It runs on its own thread so file or stdout writes never stall the
-//! async workers that answer Firehose.
+//! async workers that answer Firehose; a full stitcher mailbox blocks it,
+//! which fills the hand-off, which answers Firehose 503.
 
 use super::handoff::EventBatch;
+use crate::stitch::service::StitcherHandle;
 use crate::telemetry::names;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +26,12 @@ pub fn spawn_event_consumer(
     mut rx: mpsc::Receiver<EventBatch>,
     mut out: Option<Box<dyn Write + Send>>,
     totals: Arc<ConsumerTotals>,
+    stitcher: Option<StitcherHandle>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("stepstitch-consumer".into())
         .spawn(move || {
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some(mut batch) = rx.blocking_recv() {
                 let n = batch.events.len() as u64;
                 if let Some(w) = out.as_mut() {
                     if let Err(e) = write_batch(w, &batch) {
@@ -38,6 +41,12 @@ pub fn spawn_event_consumer(
                 }
                 totals.batches.fetch_add(1, Ordering::Relaxed);
                 totals.events.fetch_add(n, Ordering::Relaxed);
+                if let Some(s) = &stitcher {
+                    let events = batch.take_events();
+                    if s.blocking_send(events, batch.attributes.clone()).is_err() {
+                        tracing::error!(request_id = %batch.request_id, "stitcher stopped; events dropped");
+                    }
+                }
                 metrics::counter!(names::EVENTS_CONSUMED).increment(n);
                 // Dropping the batch releases its hand-off permits.
                 drop(batch);

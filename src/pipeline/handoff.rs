@@ -41,6 +41,14 @@ impl EventBatch {
     }
 }
 
+impl EventBatch {
+    /// Moves the events out; the batch (and its queue room) stays held
+    /// until it is dropped.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HandoffError {
     #[error("hand-off queue full")]

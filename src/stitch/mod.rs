@@ -1,8 +1,10 @@
-//! Stage 3: events → spans (trace-model.md). Work in progress: ids first.
+//! Stage 3: events → spans (trace-model.md): ids, the span tree builder,
+//! trace context, and the sharded lifecycle service.
 
 pub mod builder;
 pub mod context;
 pub mod ids;
+pub mod service;
 pub mod span;
 
 use span::Span;

@@ -42,3 +42,23 @@ pub const ACCESS_KEYS_RELOADS: &str = "stepstitch_access_keys_reloads_total";
 pub const ACCESS_KEYS_ACTIVE: &str = "stepstitch_access_keys_active";
 /// Gauge: 1 once ready, 0 otherwise.
 pub const READY: &str = "stepstitch_ready";
+/// Counter: spans emitted by the stitcher.
+pub const SPANS_EMITTED: &str = "stepstitch_spans_emitted_total";
+/// Counter `{exporter}`: spans written by an exporter.
+pub const SPANS_EXPORTED: &str = "stepstitch_spans_exported_total";
+/// Counter `{exporter}`: export write failures.
+pub const EXPORT_ERRORS: &str = "stepstitch_export_errors_total";
+/// Counter: open executions flushed early to keep memory under its bound.
+pub const STITCH_EVICTIONS: &str = "stepstitch_stitch_evictions_total";
+/// Counter: executions emitted without a terminal event.
+pub const STITCH_INCOMPLETE: &str = "stepstitch_stitch_incomplete_executions_total";
+/// Gauge: executions open in the stitcher.
+pub const STITCH_OPEN_EXECUTIONS: &str = "stepstitch_stitch_open_executions";
+/// Gauge: emitted executions remembered for late events.
+pub const STITCH_RETAINED_EXECUTIONS: &str = "stepstitch_stitch_retained_executions";
+/// Gauge (monotonic, read from the shards at scrape): events seen again, deduplicated.
+pub const STITCH_DUPLICATE_EVENTS: &str = "stepstitch_stitch_duplicate_events";
+/// Gauge (monotonic): events that arrived after their execution was emitted.
+pub const STITCH_LATE_EVENTS: &str = "stepstitch_stitch_late_events";
+/// Gauge (monotonic): events whose causal parent never arrived.
+pub const STITCH_ORPHANED_EVENTS: &str = "stepstitch_stitch_orphaned_events";

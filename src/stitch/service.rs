@@ -1,0 +1,750 @@
+//! The stitcher's lifecycle (trace-model.md §5): sharded actors, one per
+//! shard, each owning the open executions whose ARN hashes to it.
+//!
+//! - Events arrive at least once, in any order: each execution keeps its
+//!   events deduplicated by id; spans are built from the whole set, so the
+//!   result does not depend on arrival.
+//! - An execution is final at its first terminal event plus the grace; late
+//!   events reopen it for the retention window and produce only spans not
+//!   emitted before (ids are deterministic).
+//! - No terminal event within the idle timeout: emitted as incomplete.
+//! - Past `max_open_executions`, the longest-idle executions are flushed as
+//!   incomplete and counted.
+//! - Mailboxes and the span output are bounded: a slow exporter backs up to
+//!   the hand-off and Firehose gets 503.
+
+use super::builder::{build_spans, SpanConfig};
+use super::context::TraceContext;
+use super::span::op;
+use super::span::Span;
+use crate::events::Event;
+use crate::firehose::attributes::CommonAttributes;
+use crate::telemetry::names;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct StitchConfig {
+    pub shards: usize,
+    /// Batches queued per shard.
+    pub mailbox: usize,
+    pub finalize_grace: Duration,
+    pub idle_timeout: Duration,
+    /// How long a finished execution is remembered for late events.
+    pub retention: Duration,
+    /// Open (not yet final) executions held at most, over all shards.
+    pub max_open_executions: usize,
+    /// How often shards look for due executions.
+    pub tick: Duration,
+    pub spans: SpanConfig,
+}
+
+impl Default for StitchConfig {
+    fn default() -> Self {
+        Self {
+            shards: 2,
+            mailbox: 64,
+            finalize_grace: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30 * 60),
+            retention: Duration::from_secs(10 * 60),
+            max_open_executions: 200_000,
+            tick: Duration::from_millis(500),
+            spans: SpanConfig::default(),
+        }
+    }
+}
+
+/// Counters of one shard (summed by `StitcherHandle::snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StitchSnapshot {
+    pub open_executions: usize,
+    pub retained_executions: usize,
+    pub events: u64,
+    pub duplicate_events: u64,
+    pub late_events: u64,
+    pub spans_emitted: u64,
+    pub executions_finalized: u64,
+    pub executions_incomplete: u64,
+    pub evictions: u64,
+    pub orphaned_events: u64,
+}
+
+impl StitchSnapshot {
+    fn add(&mut self, o: &StitchSnapshot) {
+        self.open_executions += o.open_executions;
+        self.retained_executions += o.retained_executions;
+        self.events += o.events;
+        self.duplicate_events += o.duplicate_events;
+        self.late_events += o.late_events;
+        self.spans_emitted += o.spans_emitted;
+        self.executions_finalized += o.executions_finalized;
+        self.executions_incomplete += o.executions_incomplete;
+        self.evictions += o.evictions;
+        self.orphaned_events += o.orphaned_events;
+    }
+}
+
+enum ShardMsg {
+    Events(Vec<Event>, Arc<CommonAttributes>),
+    Snapshot(oneshot::Sender<StitchSnapshot>),
+    /// Finalize everything now (tests).
+    FlushAll(oneshot::Sender<()>),
+    /// Finalize everything and stop (shutdown).
+    Stop(oneshot::Sender<()>),
+}
+
+/// Cheap to clone; routes events to their shard.
+#[derive(Debug, Clone)]
+pub struct StitcherHandle {
+    shards: Vec<mpsc::Sender<ShardMsg>>,
+}
+
+impl std::fmt::Debug for ShardMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardMsg::Events(e, _) => write!(f, "Events({})", e.len()),
+            ShardMsg::Snapshot(_) => f.write_str("Snapshot"),
+            ShardMsg::FlushAll(_) => f.write_str("FlushAll"),
+            ShardMsg::Stop(_) => f.write_str("Stop"),
+        }
+    }
+}
+
+fn shard_of(arn: &str, n: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    arn.hash(&mut h);
+    (h.finish() % n as u64) as usize
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stitcher stopped")]
+pub struct Stopped;
+
+impl StitcherHandle {
+    /// Starts the shards; spans go to `out` in batches.
+    pub fn spawn(
+        cfg: StitchConfig,
+        out: mpsc::Sender<Vec<Span>>,
+    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+        let n = cfg.shards.max(1);
+        let cfg = Arc::new(cfg);
+        let mut senders = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(cfg.mailbox.max(1));
+            senders.push(tx);
+            let shard = Shard::new(cfg.clone(), out.clone(), n);
+            tasks.push(tokio::spawn(shard.run(rx)));
+        }
+        (Self { shards: senders }, tasks)
+    }
+
+    fn split(&self, events: Vec<Event>) -> Vec<Vec<Event>> {
+        let n = self.shards.len();
+        let mut parts: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
+        for e in events {
+            parts[shard_of(&e.execution_arn, n)].push(e);
+        }
+        parts
+    }
+
+    /// Routes events (and their stream's common attributes) to their shards;
+    /// waits while a mailbox is full.
+    pub async fn send(
+        &self,
+        events: Vec<Event>,
+        attrs: Arc<CommonAttributes>,
+    ) -> Result<(), Stopped> {
+        for (i, part) in self.split(events).into_iter().enumerate() {
+            if !part.is_empty() {
+                self.shards[i]
+                    .send(ShardMsg::Events(part, attrs.clone()))
+                    .await
+                    .map_err(|_| Stopped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocking variant for a non-async caller thread.
+    pub fn blocking_send(
+        &self,
+        events: Vec<Event>,
+        attrs: Arc<CommonAttributes>,
+    ) -> Result<(), Stopped> {
+        for (i, part) in self.split(events).into_iter().enumerate() {
+            if !part.is_empty() {
+                self.shards[i]
+                    .blocking_send(ShardMsg::Events(part, attrs.clone()))
+                    .map_err(|_| Stopped)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn snapshot(&self) -> Result<StitchSnapshot, Stopped> {
+        let mut total = StitchSnapshot::default();
+        for s in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            s.send(ShardMsg::Snapshot(tx)).await.map_err(|_| Stopped)?;
+            total.add(&rx.await.map_err(|_| Stopped)?);
+        }
+        Ok(total)
+    }
+
+    /// Finalizes every open execution now (complete or not).
+    pub async fn flush_all(&self) -> Result<(), Stopped> {
+        for s in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            s.send(ShardMsg::FlushAll(tx)).await.map_err(|_| Stopped)?;
+            rx.await.map_err(|_| Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Emits everything still open and stops the shards: their span
+    /// senders close, so the exporters drain and end.
+    pub async fn stop(&self) -> Result<(), Stopped> {
+        for s in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            s.send(ShardMsg::Stop(tx)).await.map_err(|_| Stopped)?;
+            rx.await.map_err(|_| Stopped)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Exec {
+    events: HashMap<u64, Event>,
+    last_seen: Instant,
+    /// When the execution becomes final (terminal seen + grace).
+    final_at: Option<Instant>,
+    /// Set once spans were emitted. The events are then dropped; what stays
+    /// for the retention window is small: the ids already emitted and the
+    /// trace context, so a straggler yields only new spans, in the right trace.
+    finalized_at: Option<Instant>,
+    emitted: HashSet<u64>,
+    /// Every event id ever taken, kept past finalization (8 bytes each) so a
+    /// redelivered event is recognised as a duplicate, not a late event.
+    seen: HashSet<u64>,
+    context: Option<TraceContext>,
+    /// The delivery stream's parameters (service, env, tags).
+    attrs: Arc<CommonAttributes>,
+}
+
+/// The span settings for one execution: stream parameters (`service`,
+/// `env`, `version`, other non-reserved keys as tags) over the global ones.
+fn span_config<'a>(
+    base: &'a SpanConfig,
+    attrs: &CommonAttributes,
+) -> std::borrow::Cow<'a, SpanConfig> {
+    if attrs.is_empty() {
+        return std::borrow::Cow::Borrowed(base);
+    }
+    let mut cfg = base.clone();
+    for (k, v) in attrs.tags() {
+        match k {
+            "service" => cfg.service = Some(v.to_owned()),
+            "env" => cfg.env = Some(v.to_owned()),
+            "version" => cfg.version = Some(v.to_owned()),
+            k if k.starts_with("DD_") => {}
+            k => cfg.tags.push((k.to_owned(), v.to_owned())),
+        }
+    }
+    std::borrow::Cow::Owned(cfg)
+}
+
+struct Shard {
+    cfg: Arc<StitchConfig>,
+    out: mpsc::Sender<Vec<Span>>,
+    execs: HashMap<Arc<str>, Exec>,
+    max_open: usize,
+    stats: StitchSnapshot,
+}
+
+impl Shard {
+    fn new(cfg: Arc<StitchConfig>, out: mpsc::Sender<Vec<Span>>, shards: usize) -> Self {
+        let max_open = (cfg.max_open_executions / shards).max(1);
+        Self {
+            cfg,
+            out,
+            execs: HashMap::new(),
+            max_open,
+            stats: StitchSnapshot::default(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<ShardMsg>) {
+        let mut tick = tokio::time::interval(self.cfg.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(ShardMsg::Events(events, attrs)) => self.ingest(events, attrs).await,
+                    Some(ShardMsg::Snapshot(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Some(ShardMsg::FlushAll(reply)) => {
+                        self.flush_all().await;
+                        let _ = reply.send(());
+                    }
+                    Some(ShardMsg::Stop(reply)) => {
+                        self.flush_all().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+        // Senders gone (shutdown): nothing more will arrive.
+        self.flush_all().await;
+    }
+
+    fn snapshot(&self) -> StitchSnapshot {
+        let mut s = self.stats.clone();
+        s.open_executions = self
+            .execs
+            .values()
+            .filter(|e| e.finalized_at.is_none())
+            .count();
+        s.retained_executions = self.execs.len() - s.open_executions;
+        s
+    }
+
+    async fn ingest(&mut self, events: Vec<Event>, attrs: Arc<CommonAttributes>) {
+        let now = Instant::now();
+        let grace = self.cfg.finalize_grace;
+        for e in events {
+            self.stats.events += 1;
+            let exec = self
+                .execs
+                .entry(e.execution_arn.clone())
+                .or_insert_with(|| Exec {
+                    events: HashMap::new(),
+                    last_seen: now,
+                    final_at: None,
+                    finalized_at: None,
+                    emitted: HashSet::new(),
+                    seen: HashSet::new(),
+                    context: None,
+                    attrs: attrs.clone(),
+                });
+            exec.last_seen = now;
+            if !attrs.is_empty() {
+                exec.attrs = attrs.clone();
+            }
+            if !exec.seen.insert(e.id) {
+                self.stats.duplicate_events += 1;
+                continue;
+            }
+            if exec.finalized_at.is_some() {
+                // Reopened by a straggler: re-finalize after the grace.
+                self.stats.late_events += 1;
+                exec.final_at = Some(now + grace);
+            } else if e.kind.is_execution_terminal() && exec.final_at.is_none() {
+                exec.final_at = Some(now + grace);
+            }
+            exec.events.insert(e.id, e);
+        }
+        self.enforce_bound().await;
+    }
+
+    /// Flushes the longest-idle open executions past the bound, as incomplete.
+    async fn enforce_bound(&mut self) {
+        let open = self
+            .execs
+            .values()
+            .filter(|e| e.finalized_at.is_none())
+            .count();
+        if open <= self.max_open {
+            return;
+        }
+        let mut idle: Vec<(Instant, Arc<str>)> = self
+            .execs
+            .iter()
+            .filter(|(_, e)| e.finalized_at.is_none())
+            .map(|(k, e)| (e.last_seen, k.clone()))
+            .collect();
+        idle.sort();
+        for (_, arn) in idle.into_iter().take(open - self.max_open) {
+            self.stats.evictions += 1;
+            metrics::counter!(names::STITCH_EVICTIONS).increment(1);
+            self.finalize(&arn, true).await;
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut gone = Vec::new();
+        for (arn, e) in &self.execs {
+            match (e.final_at, e.finalized_at) {
+                (Some(at), _) if at <= now => due.push((arn.clone(), false)),
+                (None, None) if now.duration_since(e.last_seen) >= self.cfg.idle_timeout => {
+                    due.push((arn.clone(), false))
+                }
+                (None, Some(done))
+                    if now.duration_since(done.max(e.last_seen)) >= self.cfg.retention =>
+                {
+                    gone.push(arn.clone())
+                }
+                _ => {}
+            }
+        }
+        for (arn, evict) in due {
+            self.finalize(&arn, evict).await;
+        }
+        for arn in gone {
+            self.execs.remove(&arn);
+        }
+        // Bound the retained set too: forget the oldest past the bound.
+        let retained = self
+            .execs
+            .values()
+            .filter(|e| e.finalized_at.is_some() && e.final_at.is_none())
+            .count();
+        if retained > self.max_open {
+            let mut old: Vec<(Instant, Arc<str>)> = self
+                .execs
+                .iter()
+                .filter_map(|(k, e)| {
+                    e.finalized_at
+                        .filter(|_| e.final_at.is_none())
+                        .map(|t| (t, k.clone()))
+                })
+                .collect();
+            old.sort();
+            for (_, arn) in old.into_iter().take(retained - self.max_open) {
+                self.execs.remove(&arn);
+            }
+        }
+    }
+
+    async fn flush_all(&mut self) {
+        let arns: Vec<Arc<str>> = self
+            .execs
+            .iter()
+            .filter(|(_, e)| e.finalized_at.is_none() || e.final_at.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for arn in arns {
+            self.finalize(&arn, false).await;
+        }
+    }
+
+    /// Builds the execution's spans, emits those not emitted before, and
+    /// drops the events.
+    async fn finalize(&mut self, arn: &Arc<str>, _evicted: bool) {
+        let Some(exec) = self.execs.get_mut(arn) else {
+            return;
+        };
+        let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
+        exec.events.shrink_to_fit();
+        let has_start = events
+            .iter()
+            .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
+        let ctx = if has_start {
+            None
+        } else {
+            exec.context.clone()
+        };
+        let cfg = span_config(&self.cfg.spans, &exec.attrs);
+        let spans = build_spans(&events, &cfg, ctx.as_ref());
+        if exec.context.is_none() && has_start {
+            exec.context = spans
+                .iter()
+                .find(|s| s.name == op::EXECUTION && !s.meta.contains_key("redrive"))
+                .map(|root| TraceContext {
+                    trace_id: root.trace_id,
+                    tid: root.meta.get("_dd.p.tid").cloned(),
+                    parent_id: root.parent_id,
+                    source: "retained",
+                });
+        }
+        let complete = events.iter().any(|e| e.kind.is_execution_terminal());
+        let fresh: Vec<Span> = spans
+            .into_iter()
+            .filter(|s| exec.emitted.insert(s.span_id))
+            .collect();
+        exec.final_at = None;
+        exec.finalized_at = Some(Instant::now());
+        if complete {
+            self.stats.executions_finalized += 1;
+        } else {
+            self.stats.executions_incomplete += 1;
+            metrics::counter!(names::STITCH_INCOMPLETE).increment(1);
+        }
+        if let Some(root) = fresh.iter().find(|s| s.meta.contains_key("_dd.p.tid")) {
+            self.stats.orphaned_events += root
+                .metrics
+                .get("step_function.orphaned_events")
+                .copied()
+                .unwrap_or(0.0) as u64;
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        self.stats.spans_emitted += fresh.len() as u64;
+        metrics::counter!(names::SPANS_EMITTED).increment(fresh.len() as u64);
+        // Bounded: a slow exporter stalls this shard, then the hand-off.
+        let _ = self.out.send(fresh).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventKind, Payload};
+
+    const ARN: &str = "arn:aws:states:us-east-1:418295736021:execution:Slow:run-1";
+
+    fn ev(arn: &str, id: u64, prev: u64, kind: EventKind, name: Option<&str>, ms: i64) -> Event {
+        let details = match (name, kind.details_shape()) {
+            (Some(n), crate::events::DetailsShape::StateEntered) => Details::StateEntered {
+                name: n.into(),
+                input: Some(Payload {
+                    text: "{}".into(),
+                    aws_truncated: false,
+                }),
+            },
+            (Some(n), crate::events::DetailsShape::StateExited) => Details::StateExited {
+                name: n.into(),
+                output: None,
+                assigned_variables: vec![],
+                assigned_variables_aws_truncated: false,
+            },
+            _ => Details::None,
+        };
+        Event {
+            execution_arn: arn.into(),
+            id,
+            previous_event_id: prev,
+            timestamp_ms: ms,
+            redrive_count: 0,
+            kind,
+            details,
+            source: None,
+        }
+    }
+    use crate::events::Details;
+
+    /// A Standard execution with two Wait states, ten minutes apart.
+    fn slow_execution(arn: &str) -> Vec<Event> {
+        let t = 1_780_000_000_000;
+        let min = 60_000;
+        vec![
+            ev(arn, 1, 0, EventKind::ExecutionStarted, None, t),
+            ev(arn, 2, 0, EventKind::WaitStateEntered, Some("W1"), t + 1),
+            ev(
+                arn,
+                3,
+                2,
+                EventKind::WaitStateExited,
+                Some("W1"),
+                t + 10 * min,
+            ),
+            ev(
+                arn,
+                4,
+                3,
+                EventKind::WaitStateEntered,
+                Some("W2"),
+                t + 10 * min + 1,
+            ),
+            ev(
+                arn,
+                5,
+                4,
+                EventKind::WaitStateExited,
+                Some("W2"),
+                t + 20 * min,
+            ),
+            ev(
+                arn,
+                6,
+                5,
+                EventKind::ExecutionSucceeded,
+                None,
+                t + 20 * min + 1,
+            ),
+        ]
+    }
+
+    fn cfg() -> StitchConfig {
+        StitchConfig {
+            shards: 2,
+            finalize_grace: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15 * 60),
+            retention: Duration::from_secs(120),
+            tick: Duration::from_millis(100),
+            ..StitchConfig::default()
+        }
+    }
+
+    async fn drain(rx: &mut mpsc::Receiver<Vec<Span>>) -> Vec<Span> {
+        let mut all = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            all.extend(batch);
+        }
+        all
+    }
+
+    fn none_attrs() -> Arc<CommonAttributes> {
+        Arc::new(CommonAttributes::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spread_out_execution_is_emitted_once_after_terminal_plus_grace() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (h, _) = StitcherHandle::spawn(cfg(), tx);
+        let events = slow_execution(ARN);
+        // Events arrive as they happen: 10 minutes apart, under the idle timeout.
+        for chunk in [&events[0..2], &events[2..4], &events[4..5]] {
+            h.send(chunk.to_vec(), none_attrs()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            assert!(
+                drain(&mut rx).await.is_empty(),
+                "nothing before the terminal event"
+            );
+        }
+        h.send(events[5..].to_vec(), none_attrs()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(drain(&mut rx).await.is_empty(), "not before the grace");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let spans = drain(&mut rx).await;
+        assert_eq!(spans, build_spans(&events, &SpanConfig::default(), None));
+        assert!(spans
+            .iter()
+            .all(|s| !s.meta.contains_key("step_function.incomplete")));
+        let snap = h.snapshot().await.unwrap();
+        assert_eq!(snap.executions_finalized, 1);
+        assert_eq!(snap.open_executions, 0);
+        assert_eq!(snap.retained_executions, 1);
+        // After the retention window it is forgotten.
+        tokio::time::sleep(Duration::from_secs(121)).await;
+        assert_eq!(h.snapshot().await.unwrap().retained_executions, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_terminal_event_is_emitted_incomplete_after_the_idle_timeout() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (h, _) = StitcherHandle::spawn(cfg(), tx);
+        let events = slow_execution(ARN);
+        h.send(events[..4].to_vec(), none_attrs()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(14 * 60)).await;
+        assert!(drain(&mut rx).await.is_empty());
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let spans = drain(&mut rx).await;
+        assert_eq!(spans.len(), 3, "execution, W1, W2 (open)");
+        assert!(spans
+            .iter()
+            .all(|s| s.meta["step_function.incomplete"] == "true"));
+        let w2 = spans.iter().find(|s| s.resource == "W2").unwrap();
+        assert_eq!(
+            w2.start + w2.duration,
+            events[3].timestamp_ms * 1_000_000,
+            "closed at the last seen event"
+        );
+        assert_eq!(h.snapshot().await.unwrap().executions_incomplete, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_and_late_events_never_duplicate_spans() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (h, _) = StitcherHandle::spawn(cfg(), tx);
+        let events = slow_execution(ARN);
+        let mut first = events.clone();
+        first.remove(4); // W2's exit arrives late
+        first.extend(events[..3].iter().cloned()); // and some duplicates
+        h.send(first, none_attrs()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let early = drain(&mut rx).await;
+        assert_eq!(early.len(), 3);
+        h.send(vec![events[4].clone(), events[1].clone()], none_attrs())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let late = drain(&mut rx).await;
+        let ids: HashSet<u64> = early.iter().map(|s| s.span_id).collect();
+        assert!(
+            late.iter().all(|s| !ids.contains(&s.span_id)),
+            "a span was emitted twice"
+        );
+        let snap = h.snapshot().await.unwrap();
+        assert_eq!(snap.duplicate_events, 3 + 1);
+        assert_eq!(snap.late_events, 1);
+        // Stragglers still land in the right trace.
+        assert!(late.iter().all(|s| s.trace_id == early[0].trace_id));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_bound_evicts_the_longest_idle() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let config = StitchConfig {
+            shards: 1,
+            max_open_executions: 3,
+            ..cfg()
+        };
+        let (h, _) = StitcherHandle::spawn(config, tx);
+        for i in 0..5 {
+            let arn = format!("arn:aws:states:us-east-1:418295736021:execution:Slow:run-{i}");
+            h.send(slow_execution(&arn)[..2].to_vec(), none_attrs())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let snap = h.snapshot().await.unwrap();
+        assert_eq!(snap.open_executions, 3);
+        assert_eq!(snap.evictions, 2);
+        let spans = drain(&mut rx).await;
+        let evicted: HashSet<&str> = spans
+            .iter()
+            .map(|s| s.meta["step_function.execution_name"].as_str())
+            .collect();
+        assert_eq!(evicted, HashSet::from(["run-0", "run-1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_parameters_set_service_env_and_tags() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (h, _) = StitcherHandle::spawn(cfg(), tx);
+        let attrs = CommonAttributes::parse(br#"{"commonAttributes":{"service":"billing","env":"staging","team":"core","region":"mars-1"}}"#)
+            .unwrap()
+            .attributes;
+        h.send(slow_execution(ARN), Arc::new(attrs)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let spans = drain(&mut rx).await;
+        assert!(!spans.is_empty());
+        for s in &spans {
+            assert_eq!(s.service, "billing");
+            assert_eq!(s.meta["env"], "staging");
+            assert_eq!(s.meta["team"], "core");
+            assert_eq!(
+                s.meta["region"], "us-east-1",
+                "AWS facts win over stream parameters"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_flushes_open_executions() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (h, tasks) = StitcherHandle::spawn(cfg(), tx);
+        h.send(slow_execution(ARN)[..3].to_vec(), none_attrs())
+            .await
+            .unwrap();
+        h.stop().await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(drain(&mut rx).await.len(), 2);
+        assert!(rx.recv().await.is_none(), "span output closed after stop");
+    }
+}
