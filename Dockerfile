@@ -6,7 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && echo 'fn main() {}' > benches/decode.rs \
+ && echo 'fn main() {}' > benches/decode.rs && echo 'fn main() {}' > benches/stitch.rs \
  && cargo build --release --locked --bin stepstitch \
  && rm -rf src benches
 COPY src ./src

@@ -828,6 +828,21 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
             None => last,
         }
     };
+    // One pass over the states: each frame's latest end (its own states and
+    // nested frames'), and whether one of its own states failed uncaught.
+    let mut frame_end: Vec<Option<usize>> = vec![None; b.frames.len()];
+    let mut frame_failed = vec![false; b.frames.len()];
+    for st in &b.states {
+        let end = end_of_state(st);
+        if st.state_type == "Fail" || (st.exited.is_none() && st.failure.is_some()) {
+            frame_failed[st.frame] = true;
+        }
+        let mut f = Some(st.frame);
+        while let Some(i) = f {
+            frame_end[i] = Some(frame_end[i].map_or(end, |e| e.max(end)));
+            f = b.frames[i].parent_frame;
+        }
+    }
     for (fi, f) in b.frames.iter().enumerate().skip(1) {
         let parent = frame_parent_span(f);
         match &f.kind {
@@ -856,13 +871,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                 start,
                 end,
             } => {
-                let contained_end = b
-                    .states
-                    .iter()
-                    .filter(|s| frame_within(b, s.frame, fi))
-                    .map(end_of_state)
-                    .max()
-                    .unwrap_or(*start);
+                let contained_end = frame_end[fi].unwrap_or(*start);
                 let end_i = end.unwrap_or(contained_end.max(*start));
                 let mut s = mk(
                     f.span_id,
@@ -892,13 +901,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
             }
             FrameKind::Branch { first_state } => {
                 let first = &b.states[*first_state];
-                let end_i = b
-                    .states
-                    .iter()
-                    .filter(|s| frame_within(b, s.frame, fi))
-                    .map(end_of_state)
-                    .max()
-                    .unwrap_or(first.entered);
+                let end_i = frame_end[fi].unwrap_or(first.entered);
                 let mut s = mk(
                     f.span_id,
                     parent,
@@ -1044,16 +1047,4 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
         }
     }
     spans
-}
-
-/// Whether `frame` is `target` or nested inside it.
-fn frame_within(b: &Builder<'_>, frame: FrameIdx, target: FrameIdx) -> bool {
-    let mut f = Some(frame);
-    while let Some(i) = f {
-        if i == target {
-            return true;
-        }
-        f = b.frames[i].parent_frame;
-    }
-    false
 }
