@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod context;
 pub mod ids;
+pub mod joins;
 pub mod service;
 pub mod span;
 

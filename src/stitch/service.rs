@@ -15,6 +15,7 @@
 
 use super::builder::{build_spans, SpanConfig};
 use super::context::TraceContext;
+use super::joins::{self, JoinRegistry};
 use super::span::op;
 use super::span::Span;
 use crate::events::Event;
@@ -131,13 +132,14 @@ impl StitcherHandle {
         out: mpsc::Sender<Vec<Span>>,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let n = cfg.shards.max(1);
+        let registry = Arc::new(JoinRegistry::new(cfg.max_open_executions.max(1024)));
         let cfg = Arc::new(cfg);
         let mut senders = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
         for _ in 0..n {
             let (tx, rx) = mpsc::channel(cfg.mailbox.max(1));
             senders.push(tx);
-            let shard = Shard::new(cfg.clone(), out.clone(), n);
+            let shard = Shard::new(cfg.clone(), out.clone(), n, registry.clone());
             tasks.push(tokio::spawn(shard.run(rx)));
         }
         (Self { shards: senders }, tasks)
@@ -235,6 +237,8 @@ struct Exec {
     context: Option<TraceContext>,
     /// The delivery stream's parameters (service, env, tags).
     attrs: Arc<CommonAttributes>,
+    /// Children named by this execution's events are not registered yet.
+    pending_joins: bool,
 }
 
 /// The span settings for one execution: stream parameters (`service`,
@@ -261,6 +265,7 @@ fn span_config<'a>(
 
 struct Shard {
     cfg: Arc<StitchConfig>,
+    joins: Arc<JoinRegistry>,
     out: mpsc::Sender<Vec<Span>>,
     execs: HashMap<Arc<str>, Exec>,
     max_open: usize,
@@ -268,10 +273,16 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(cfg: Arc<StitchConfig>, out: mpsc::Sender<Vec<Span>>, shards: usize) -> Self {
+    fn new(
+        cfg: Arc<StitchConfig>,
+        out: mpsc::Sender<Vec<Span>>,
+        shards: usize,
+        joins: Arc<JoinRegistry>,
+    ) -> Self {
         let max_open = (cfg.max_open_executions / shards).max(1);
         Self {
             cfg,
+            joins,
             out,
             execs: HashMap::new(),
             max_open,
@@ -335,6 +346,7 @@ impl Shard {
                     seen: HashSet::new(),
                     context: None,
                     attrs: attrs.clone(),
+                    pending_joins: false,
                 });
             exec.last_seen = now;
             if !attrs.is_empty() {
@@ -351,7 +363,14 @@ impl Shard {
             } else if e.kind.is_execution_terminal() && exec.final_at.is_none() {
                 exec.final_at = Some(now + grace);
             }
+            if joins::is_join_event(&e) {
+                exec.pending_joins = true;
+            }
             exec.events.insert(e.id, e);
+        }
+        // Register children before any of them can finalize.
+        for (arn, exec) in self.execs.iter_mut().filter(|(_, e)| e.pending_joins) {
+            exec.pending_joins = !joins::register_children(&exec.events, arn, &self.joins);
         }
         self.enforce_bound().await;
     }
@@ -445,16 +464,21 @@ impl Shard {
         let Some(exec) = self.execs.get_mut(arn) else {
             return;
         };
+        if exec.pending_joins {
+            joins::register_children(&exec.events, arn, &self.joins);
+            exec.pending_joins = false;
+        }
+        // Retained context (stragglers), else the input's, else a parent's join.
+        let ctx = match exec.context.clone() {
+            Some(c) => Some(c),
+            None => joins::resolve(&exec.events, arn, &self.joins),
+        };
+        let has_start = exec
+            .events
+            .values()
+            .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
         let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
         exec.events.shrink_to_fit();
-        let has_start = events
-            .iter()
-            .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
-        let ctx = if has_start {
-            None
-        } else {
-            exec.context.clone()
-        };
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
         let spans = build_spans(&events, &cfg, ctx.as_ref());
         if exec.context.is_none() && has_start {
