@@ -213,3 +213,54 @@ async fn distributed_map_children_hang_under_the_map_run() {
         0
     );
 }
+
+mod lifecycle_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fixtures_events() -> &'static Vec<Vec<Event>> {
+        static ALL: std::sync::OnceLock<Vec<Vec<Event>>> = std::sync::OnceLock::new();
+        ALL.get_or_init(|| {
+            common::fixtures::all()
+                .iter()
+                .map(|f| load_history(&f.history(), f.execution_arn()).unwrap())
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+        /// Through the stitcher service: any permutation of an execution's
+        /// events, with duplicates, split into any number of batches
+        /// (Firehose requests), yields exactly the in-order spans.
+        #[test]
+        fn any_order_duplicates_and_split(pick in 0usize..486, order in any::<u64>(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..8), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10)) {
+            let all = fixtures_events();
+            let events = &all[pick % all.len()];
+            let want = build_spans(events, &SpanConfig::default(), None);
+            let mut shuffled = events.clone();
+            let mut x = order | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            for d in &dups {
+                let e = events[d.index(events.len())].clone();
+                shuffled.insert(d.index(shuffled.len() + 1), e);
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(shuffled.len() + 1)).collect();
+            points.push(0);
+            points.push(shuffled.len());
+            points.sort();
+            points.dedup();
+            let batches: Vec<Vec<Event>> = points.windows(2).map(|w| shuffled[w[0]..w[1]].to_vec()).collect();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            let mut got = rt.block_on(run(batches));
+            let mut want = want;
+            prop_assert!(!got.is_empty());
+            got.sort_by_key(|s| s.span_id);
+            want.sort_by_key(|s| s.span_id);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
