@@ -41,6 +41,7 @@ fn stitch_config(s: &Settings) -> StitchConfig {
         idle_timeout: s.idle_timeout,
         retention: s.late_event_retention,
         max_open_executions: s.max_open_executions,
+        incremental_interval: s.incremental_interval,
         // Due executions are found within a fraction of the grace.
         tick: (s.finalize_grace / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
         spans: SpanConfig {
@@ -161,11 +162,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 settings.admin_listen
             )
         })?;
-    tracing::info!(
-        ingest = %ingest_listener.local_addr()?,
-        admin = %admin_listener.local_addr()?,
-        "listening"
-    );
+    let ingest_addr = ingest_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let reload = keys.file().is_some().then(|| {
@@ -204,6 +202,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     lifecycle.set_ready(true);
     metrics::gauge!(names::READY).set(1.0);
+    // Logged once serving and ready: scripts and tests wait for this line.
+    tracing::info!(ingest = %ingest_addr, admin = %admin_addr, "listening");
     tracing::info!("ready");
 
     shutdown_signal().await;

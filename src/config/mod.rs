@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Open executions held at most; past it the longest-idle are emitted as incomplete.
     #[arg(long, env = "STEPSTITCH_MAX_OPEN_EXECUTIONS", default_value = "200000")]
     pub max_open_executions: String,
+    /// While an execution runs, emit its finished spans this often; 0s = only at the end.
+    #[arg(long, env = "STEPSTITCH_INCREMENTAL_INTERVAL", default_value = "1m")]
+    pub incremental_interval: String,
     /// How long an emitted execution is remembered so late events add only new spans.
     #[arg(long, env = "STEPSTITCH_LATE_EVENT_RETENTION", default_value = "2m")]
     pub late_event_retention: String,
@@ -301,6 +304,7 @@ pub struct Settings {
     pub stitch_shards: usize,
     pub max_open_executions: usize,
     pub late_event_retention: Duration,
+    pub incremental_interval: Duration,
     pub max_body_bytes: usize,
     pub max_record_decoded_bytes: usize,
     pub max_request_decoded_bytes: usize,
@@ -359,6 +363,11 @@ mod names {
         "STEPSTITCH_MAX_OPEN_EXECUTIONS",
         "--max-open-executions",
         "200000"
+    );
+    pub const INCREMENTAL: Setting = setting!(
+        "STEPSTITCH_INCREMENTAL_INTERVAL",
+        "--incremental-interval",
+        "1m"
     );
     pub const RETENTION: Setting = setting!(
         "STEPSTITCH_LATE_EVENT_RETENTION",
@@ -720,6 +729,7 @@ impl Settings {
             stitch_shards: count(SHARDS, &a.stitch_shards)?,
             max_open_executions: count(MAX_OPEN, &a.max_open_executions)?,
             late_event_retention: dur(RETENTION, &a.late_event_retention)?,
+            incremental_interval: dur(INCREMENTAL, &a.incremental_interval)?,
             max_body_bytes,
             max_record_decoded_bytes,
             max_request_decoded_bytes,

@@ -273,6 +273,59 @@ impl Details {
     }
 }
 
+impl Details {
+    /// Bytes of payload text held (inputs, outputs, parameters, variables).
+    pub fn payload_bytes(&self) -> usize {
+        let p = |x: &Option<Payload>| x.as_ref().map_or(0, |p| p.text.len());
+        match self {
+            Details::ExecutionStarted { input, .. }
+            | Details::StateEntered { input, .. }
+            | Details::ActivityScheduled { input, .. }
+            | Details::LambdaScheduled { input, .. } => p(input),
+            Details::Output { output } | Details::TaskOutput { output, .. } => p(output),
+            Details::StateExited {
+                output,
+                assigned_variables,
+                ..
+            } => {
+                p(output)
+                    + assigned_variables
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            }
+            Details::TaskScheduled { parameters, .. } => p(parameters),
+            Details::Other(o) => p(&o.input) + p(&o.output),
+            _ => 0,
+        }
+    }
+
+    /// Drops payload text once the spans that capture it are emitted, so a
+    /// long-running execution holds its structure, not its data.
+    pub fn release_payloads(&mut self) {
+        match self {
+            Details::StateEntered { input, .. }
+            | Details::ActivityScheduled { input, .. }
+            | Details::LambdaScheduled { input, .. } => *input = None,
+            Details::Output { output } | Details::TaskOutput { output, .. } => *output = None,
+            Details::StateExited {
+                output,
+                assigned_variables,
+                ..
+            } => {
+                *output = None;
+                *assigned_variables = Vec::new();
+            }
+            Details::TaskScheduled { parameters, .. } => *parameters = None,
+            Details::Other(o) => {
+                o.input = None;
+                o.output = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Event {
     /// The parsed execution ARN (every decoded event's ARN parses).
     pub fn arn(&self) -> Option<super::arn::ExecutionArn<'_>> {

@@ -642,10 +642,58 @@ pub fn build_spans(
         orphans: 0,
     };
     b.place();
-    finish(&b, ctx_override)
+    finish(&b, ctx_override, false)
+        .0
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
 }
 
-fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
+/// For an execution still running: the spans that are already final
+/// (exited states, ended attempts, iterations, Map runs, redrives, branches
+/// of a closed Parallel) — identical to what the final build will make —
+/// and the ids of the events whose payloads those spans have consumed.
+pub fn build_closed_spans(
+    events: &[Event],
+    cfg: &SpanConfig,
+    ctx_override: Option<&TraceContext>,
+) -> (Vec<Span>, Vec<u64>) {
+    if events.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let mut sorted: Vec<Event> = events.to_vec();
+    sorted.sort_by_key(|e| e.id);
+    sorted.dedup_by_key(|e| e.id);
+    let arn = sorted[0].execution_arn.clone();
+    let mut b = Builder {
+        events: &sorted,
+        cfg,
+        arn: &arn,
+        frames: Vec::new(),
+        states: Vec::new(),
+        ctx: HashMap::new(),
+        orphans: 0,
+    };
+    b.place();
+    let (spans, done) = finish(&b, ctx_override, true);
+    (
+        spans
+            .into_iter()
+            .filter(|(_, closed)| *closed)
+            .map(|(s, _)| s)
+            .collect(),
+        done,
+    )
+}
+
+/// Builds every span with a flag saying whether it is final already; in
+/// `partial` mode (execution still running) the missing terminal event does
+/// not mark spans incomplete. Also returns the events consumed by closed states.
+fn finish(
+    b: &Builder<'_>,
+    ctx_override: Option<&TraceContext>,
+    partial: bool,
+) -> (Vec<(Span, bool)>, Vec<u64>) {
     let ev = b.events;
     let arn = b.arn;
     let parsed = ExecutionArn::parse(arn).ok();
@@ -695,7 +743,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
     if let Some(version) = &b.cfg.version {
         common.insert("version".into(), version.clone());
     }
-    if !complete {
+    if !complete && !partial {
         common.insert("step_function.incomplete".into(), "true".into());
     }
 
@@ -798,7 +846,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
         exec.metrics
             .insert("step_function.orphaned_events".into(), b.orphans as f64);
     }
-    spans.push(exec);
+    spans.push((exec, false));
 
     // Frames: redrives, iterations, branches.
     let frame_parent_span = |f: &Frame| -> u64 {
@@ -863,7 +911,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                         set_error(&mut s, ev[*e].details.failure());
                     }
                 }
-                spans.push(s);
+                spans.push((s, end.is_some()));
             }
             FrameKind::Iteration {
                 name,
@@ -897,7 +945,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                         set_error(&mut s, failure.as_ref());
                     }
                 }
-                spans.push(s);
+                spans.push((s, end.is_some()));
             }
             FrameKind::Branch { first_state } => {
                 let first = &b.states[*first_state];
@@ -918,7 +966,11 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                 if failed {
                     set_error(&mut s, None);
                 }
-                spans.push(s);
+                spans.push((
+                    s,
+                    f.parent_state
+                        .is_some_and(|p| b.states[p].exited.or(b.states[p].closed_by).is_some()),
+                ));
             }
             FrameKind::Execution => {}
         }
@@ -979,7 +1031,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                 terminal_failure.and_then(|t| ev[t].details.failure()),
             );
         }
-        spans.push(s);
+        spans.push((s, st.exited.or(st.closed_by).is_some()));
 
         for (n, a) in st.attempts.iter().enumerate().skip(1) {
             let id = ids::state_span_id(
@@ -1017,7 +1069,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
             if let Some(f) = &a.failure {
                 set_error(&mut sa, Some(f));
             }
-            spans.push(sa);
+            spans.push((sa, a.end.is_some()));
         }
         for (start, end) in &st.map_runs {
             let id = ids::derived_span_id(arn, "maprun", &[&ev[*start].id]);
@@ -1043,8 +1095,23 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>) -> Vec<Span> {
                     set_error(&mut sr, ev[*e].details.failure());
                 }
             }
-            spans.push(sr);
+            spans.push((sr, end.is_some()));
         }
     }
-    spans
+    // Events whose payloads closed states have consumed.
+    let mut done = Vec::new();
+    if partial {
+        let closed: Vec<bool> = b
+            .states
+            .iter()
+            .map(|st| st.exited.or(st.closed_by).is_some())
+            .collect();
+        for (id, (_, state)) in &b.ctx {
+            if state.is_some_and(|s| closed[s]) {
+                done.push(*id);
+            }
+        }
+        done.extend(b.states.iter().filter_map(|st| st.exited.map(|x| ev[x].id)));
+    }
+    (spans, done)
 }

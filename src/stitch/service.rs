@@ -13,7 +13,7 @@
 //! - Mailboxes and the span output are bounded: a slow exporter backs up to
 //!   the hand-off and Firehose gets 503.
 
-use super::builder::{build_spans, SpanConfig};
+use super::builder::{build_closed_spans, build_spans, SpanConfig};
 use super::context::TraceContext;
 use super::joins::{self, JoinRegistry};
 use super::span::op;
@@ -41,6 +41,9 @@ pub struct StitchConfig {
     pub max_open_executions: usize,
     /// How often shards look for due executions.
     pub tick: Duration,
+    /// While an execution runs, its finished spans are emitted this often
+    /// (and their payloads released); zero turns it off.
+    pub incremental_interval: Duration,
     pub spans: SpanConfig,
 }
 
@@ -54,6 +57,7 @@ impl Default for StitchConfig {
             retention: Duration::from_secs(10 * 60),
             max_open_executions: 200_000,
             tick: Duration::from_millis(500),
+            incremental_interval: Duration::from_secs(60),
             spans: SpanConfig::default(),
         }
     }
@@ -72,6 +76,11 @@ pub struct StitchSnapshot {
     pub executions_incomplete: u64,
     pub evictions: u64,
     pub orphaned_events: u64,
+    /// Spans emitted while their execution was still running.
+    pub incremental_spans: u64,
+    /// Events and payload bytes held by open executions now.
+    pub held_events: usize,
+    pub held_payload_bytes: usize,
 }
 
 impl StitchSnapshot {
@@ -86,6 +95,9 @@ impl StitchSnapshot {
         self.executions_incomplete += o.executions_incomplete;
         self.evictions += o.evictions;
         self.orphaned_events += o.orphaned_events;
+        self.incremental_spans += o.incremental_spans;
+        self.held_events += o.held_events;
+        self.held_payload_bytes += o.held_payload_bytes;
     }
 }
 
@@ -239,6 +251,10 @@ struct Exec {
     attrs: Arc<CommonAttributes>,
     /// Children named by this execution's events are not registered yet.
     pending_joins: bool,
+    first_seen: Instant,
+    /// Events arrived since the last incremental emission.
+    dirty: bool,
+    last_partial: Option<Instant>,
 }
 
 /// The span settings for one execution: stream parameters (`service`,
@@ -326,6 +342,13 @@ impl Shard {
             .filter(|e| e.finalized_at.is_none())
             .count();
         s.retained_executions = self.execs.len() - s.open_executions;
+        s.held_events = self.execs.values().map(|e| e.events.len()).sum();
+        s.held_payload_bytes = self
+            .execs
+            .values()
+            .flat_map(|e| e.events.values())
+            .map(|e| e.details.payload_bytes())
+            .sum();
         s
     }
 
@@ -347,6 +370,9 @@ impl Shard {
                     context: None,
                     attrs: attrs.clone(),
                     pending_joins: false,
+                    first_seen: now,
+                    dirty: false,
+                    last_partial: None,
                 });
             exec.last_seen = now;
             if !attrs.is_empty() {
@@ -366,6 +392,7 @@ impl Shard {
             if joins::is_join_event(&e) {
                 exec.pending_joins = true;
             }
+            exec.dirty = true;
             exec.events.insert(e.id, e);
         }
         // Register children before any of them can finalize.
@@ -420,6 +447,23 @@ impl Shard {
         for (arn, evict) in due {
             self.finalize(&arn, evict).await;
         }
+        let every = self.cfg.incremental_interval;
+        if !every.is_zero() {
+            let running: Vec<Arc<str>> = self
+                .execs
+                .iter()
+                .filter(|(_, e)| {
+                    e.dirty
+                        && e.final_at.is_none()
+                        && e.finalized_at.is_none()
+                        && now.duration_since(e.last_partial.unwrap_or(e.first_seen)) >= every
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for arn in running {
+                self.emit_closed(&arn).await;
+            }
+        }
         for arn in gone {
             self.execs.remove(&arn);
         }
@@ -456,6 +500,47 @@ impl Shard {
         for arn in arns {
             self.finalize(&arn, false).await;
         }
+    }
+
+    /// While the execution runs: emits its finished spans and releases the
+    /// payloads they captured. Nothing is emitted before the trace context
+    /// is known (ExecutionStarted, or a parent's join).
+    async fn emit_closed(&mut self, arn: &Arc<str>) {
+        let Some(exec) = self.execs.get_mut(arn) else {
+            return;
+        };
+        exec.dirty = false;
+        exec.last_partial = Some(Instant::now());
+        let ctx = match exec.context.clone() {
+            Some(c) => Some(c),
+            None => joins::resolve(&exec.events, arn, &self.joins),
+        };
+        let has_start = exec
+            .events
+            .values()
+            .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
+        if ctx.is_none() && !has_start {
+            return;
+        }
+        let events: Vec<Event> = exec.events.values().cloned().collect();
+        let cfg = span_config(&self.cfg.spans, &exec.attrs);
+        let (spans, done) = build_closed_spans(&events, &cfg, ctx.as_ref());
+        for id in done {
+            if let Some(e) = exec.events.get_mut(&id) {
+                e.details.release_payloads();
+            }
+        }
+        let fresh: Vec<Span> = spans
+            .into_iter()
+            .filter(|s| exec.emitted.insert(s.span_id))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        self.stats.incremental_spans += fresh.len() as u64;
+        self.stats.spans_emitted += fresh.len() as u64;
+        metrics::counter!(names::SPANS_EMITTED).increment(fresh.len() as u64);
+        let _ = self.out.send(fresh).await;
     }
 
     /// Builds the execution's spans, emits those not emitted before, and
@@ -608,6 +693,8 @@ mod tests {
             idle_timeout: Duration::from_secs(15 * 60),
             retention: Duration::from_secs(120),
             tick: Duration::from_millis(100),
+            // These tests are about the end of executions; see incremental_tests.
+            incremental_interval: Duration::ZERO,
             ..StitchConfig::default()
         }
     }
@@ -770,5 +857,171 @@ mod tests {
         }
         assert_eq!(drain(&mut rx).await.len(), 2);
         assert!(rx.recv().await.is_none(), "span output closed after stop");
+    }
+}
+
+#[cfg(test)]
+mod incremental_tests {
+    use super::*;
+    use crate::events::{Details, EventKind, Payload};
+
+    /// A Standard execution running three hours: a Task, then hour-long Waits.
+    fn long_running(arn: &str) -> Vec<Event> {
+        let t = 1_780_000_000_000i64;
+        let hour = 3_600_000;
+        let big = "x".repeat(10_000);
+        let mut v = Vec::new();
+        let mut push = |id: u64, prev: u64, kind: EventKind, details: Details, ms: i64| {
+            v.push(Event {
+                execution_arn: arn.into(),
+                id,
+                previous_event_id: prev,
+                timestamp_ms: t + ms,
+                redrive_count: 0,
+                kind,
+                details,
+                source: None,
+            });
+        };
+        let input = |s: &str| {
+            Some(Payload {
+                text: format!("{{\"v\":\"{s}\"}}").into(),
+                aws_truncated: false,
+            })
+        };
+        push(
+            1,
+            0,
+            EventKind::ExecutionStarted,
+            Details::ExecutionStarted {
+                input: input("start"),
+                role_arn: None,
+                state_machine_alias_arn: None,
+                state_machine_version_arn: None,
+            },
+            0,
+        );
+        push(
+            2,
+            0,
+            EventKind::PassStateEntered,
+            Details::StateEntered {
+                name: "Prepare".into(),
+                input: input(&big),
+            },
+            1,
+        );
+        push(
+            3,
+            2,
+            EventKind::PassStateExited,
+            Details::StateExited {
+                name: "Prepare".into(),
+                output: input(&big),
+                assigned_variables: vec![],
+                assigned_variables_aws_truncated: false,
+            },
+            2,
+        );
+        for (i, w) in ["W1", "W2", "W3"].iter().enumerate() {
+            let base = 3 + 2 * i as u64;
+            push(
+                base + 1,
+                base,
+                EventKind::WaitStateEntered,
+                Details::StateEntered {
+                    name: (*w).into(),
+                    input: input(&big),
+                },
+                (i as i64) * hour + 3,
+            );
+            push(
+                base + 2,
+                base + 1,
+                EventKind::WaitStateExited,
+                Details::StateExited {
+                    name: (*w).into(),
+                    output: input(&big),
+                    assigned_variables: vec![],
+                    assigned_variables_aws_truncated: false,
+                },
+                (i as i64 + 1) * hour,
+            );
+        }
+        push(
+            10,
+            9,
+            EventKind::ExecutionSucceeded,
+            Details::Output {
+                output: input("done"),
+            },
+            3 * hour + 1,
+        );
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_spans_are_emitted_while_running_and_payloads_released() {
+        let arn = "arn:aws:states:us-east-1:418295736021:execution:Long:run-1";
+        let events = long_running(arn);
+        let (tx, mut rx) = mpsc::channel(64);
+        let cfg = StitchConfig {
+            shards: 1,
+            idle_timeout: Duration::from_secs(2 * 3600),
+            incremental_interval: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            ..StitchConfig::default()
+        };
+        let (h, _) = StitcherHandle::spawn(cfg, tx);
+        let attrs = Arc::new(CommonAttributes::default());
+        let mut emitted: Vec<Span> = Vec::new();
+        // Events arrive as they happen: at 0h, 1h, 2h, 3h.
+        let arrivals: [&[u64]; 4] = [&[1, 2, 3, 4], &[5, 6], &[7, 8], &[9, 10]];
+        for (hour, ids) in arrivals.iter().enumerate() {
+            let batch: Vec<Event> = events
+                .iter()
+                .filter(|e| ids.contains(&e.id))
+                .cloned()
+                .collect();
+            h.send(batch, attrs.clone()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            while let Ok(b) = rx.try_recv() {
+                emitted.extend(b);
+            }
+            let names: HashSet<&str> = emitted.iter().map(|s| s.resource.as_str()).collect();
+            let snap = h.snapshot().await.unwrap();
+            match hour {
+                0 => {
+                    assert!(
+                        names.contains("Prepare") && !names.contains("W1"),
+                        "{names:?}"
+                    );
+                    // Prepare's 20 KB of payload were released; W1's input is still held.
+                    assert!(
+                        snap.held_payload_bytes < 11_000,
+                        "{}",
+                        snap.held_payload_bytes
+                    );
+                }
+                1 => assert!(names.contains("W1") && !names.contains("W2")),
+                2 => assert!(names.contains("W2") && !names.contains("W3")),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_secs(3600 - 120)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        while let Ok(b) = rx.try_recv() {
+            emitted.extend(b);
+        }
+        // Emitted once each, and exactly what one final build makes.
+        let ids: HashSet<u64> = emitted.iter().map(|s| s.span_id).collect();
+        assert_eq!(ids.len(), emitted.len(), "a span was emitted twice");
+        let mut want = build_spans(&events, &SpanConfig::default(), None);
+        want.sort_by_key(|s| s.span_id);
+        emitted.sort_by_key(|s| s.span_id);
+        assert_eq!(emitted, want);
+        let snap = h.snapshot().await.unwrap();
+        assert!(snap.incremental_spans >= 3, "{snap:?}");
+        assert_eq!(snap.executions_finalized, 1);
     }
 }
