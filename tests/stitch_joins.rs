@@ -264,3 +264,130 @@ mod lifecycle_properties {
         }
     }
 }
+
+/// Every fixture delivered in three chronological phases with quiet gaps, so
+/// incremental emission and pruning run mid-execution: the spans emitted
+/// over time are exactly the spans of one build over all events.
+#[tokio::test(start_paused = true)]
+async fn incremental_emission_and_pruning_over_every_fixture() {
+    let all: Vec<Vec<Event>> = common::fixtures::all()
+        .iter()
+        .map(|f| load_history(&f.history(), f.execution_arn()).unwrap())
+        .collect();
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let cfg = StitchConfig {
+        shards: 4,
+        finalize_grace: Duration::from_secs(5),
+        incremental_interval: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(3600),
+        tick: Duration::from_secs(1),
+        ..StitchConfig::default()
+    };
+    let (h, _) = StitcherHandle::spawn(cfg, tx);
+    let attrs = Arc::new(CommonAttributes::default());
+    for phase in 0..3 {
+        for events in &all {
+            let n = events.len();
+            let part: Vec<Event> = events[phase * n / 3..(phase + 1) * n / 3].to_vec();
+            if !part.is_empty() {
+                h.send(part, attrs.clone()).await.unwrap();
+            }
+        }
+        // Quiet for longer than grace + interval: running executions emit and prune.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let snap = h.snapshot().await.unwrap();
+    assert!(snap.incremental_spans > 100, "{snap:?}");
+    let mut got: Vec<Span> = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        got.extend(b);
+    }
+    let mut want: Vec<Span> = all
+        .iter()
+        .flat_map(|e| build_spans(e, &SpanConfig::default(), None))
+        .collect();
+    got.sort_by_key(|s| s.span_id);
+    want.sort_by_key(|s| s.span_id);
+    let got_ids: std::collections::HashSet<u64> = got.iter().map(|s| s.span_id).collect();
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|s| !got_ids.contains(&s.span_id))
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s.meta["step_function.execution_arn"], s.name, s.resource
+            )
+        })
+        .collect();
+    assert!(missing.is_empty(), "missing: {missing:#?}");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "{}", w.meta["step_function.execution_arn"]);
+    }
+}
+
+/// A redrive long after the first run was emitted and forgotten: the
+/// execution span is not emitted again, and the re-run states hang under
+/// the redrive span, which hangs under the original execution span.
+#[tokio::test(start_paused = true)]
+async fn redrive_after_retention_adds_only_the_redrive() {
+    let f = Fixture::load("redrive_task_failure");
+    let events = load_history(&f.history(), f.execution_arn()).unwrap();
+    let (tx, mut rx) = mpsc::channel(1000);
+    let cfg = StitchConfig {
+        shards: 2,
+        finalize_grace: Duration::from_secs(5),
+        retention: Duration::from_secs(120),
+        tick: Duration::from_secs(1),
+        ..StitchConfig::default()
+    };
+    let (h, _) = StitcherHandle::spawn(cfg, tx);
+    let attrs = Arc::new(CommonAttributes::default());
+    let redriven = events
+        .iter()
+        .position(|e| e.kind == EventKind::ExecutionRedriven)
+        .unwrap();
+    h.send(events[..redriven].to_vec(), attrs.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(47 * 60)).await;
+    assert_eq!(
+        h.snapshot().await.unwrap().retained_executions,
+        0,
+        "forgotten"
+    );
+    h.send(events[redriven..].to_vec(), attrs).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut got: Vec<Span> = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        got.extend(b);
+    }
+    let ids: std::collections::HashSet<u64> = got.iter().map(|s| s.span_id).collect();
+    assert_eq!(ids.len(), got.len(), "a span was emitted twice");
+    let mut want = build_spans(&events, &SpanConfig::default(), None);
+    want.sort_by_key(|s| s.span_id);
+    got.sort_by_key(|s| s.span_id);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(
+            (
+                g.span_id,
+                g.parent_id,
+                g.trace_id,
+                g.start,
+                g.duration,
+                g.error
+            ),
+            (
+                w.span_id,
+                w.parent_id,
+                w.trace_id,
+                w.start,
+                w.duration,
+                w.error
+            ),
+            "{}",
+            w.resource
+        );
+    }
+}

@@ -17,7 +17,7 @@ use super::context::{self, TraceContext};
 use super::ids;
 use super::span::{op, Span};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How spans are dressed: service, tags, payload capture.
 #[derive(Debug, Clone)]
@@ -203,6 +203,9 @@ struct Builder<'a> {
     states: Vec<StateRec>,
     ctx: HashMap<u64, (FrameIdx, Option<StateIdx>)>,
     orphans: usize,
+    /// Events already emitted and dropped (closed top-level states of a
+    /// running execution): a link to one is known, at the execution level.
+    pruned: &'a HashSet<u64>,
 }
 
 impl<'a> Builder<'a> {
@@ -248,6 +251,26 @@ impl<'a> Builder<'a> {
         None
     }
 
+    /// The nearest enclosing container state (not `s` itself) that exited:
+    /// everything inside it is over, whatever the execution does later.
+    fn exited_ancestor(&self, s: StateIdx) -> Option<StateIdx> {
+        let mut f = self.states[s].frame;
+        while f != 0 {
+            match self.frames[f].parent_state {
+                Some(p) if self.states[p].exited.is_some() => return Some(p),
+                Some(p) => f = self.states[p].frame,
+                None => f = self.frames[f].parent_frame.unwrap_or(0),
+            }
+        }
+        None
+    }
+
+    /// Final already: closed itself, or inside an exited container.
+    fn state_final(&self, s: StateIdx) -> bool {
+        let st = &self.states[s];
+        st.exited.or(st.closed_by).is_some() || self.exited_ancestor(s).is_some()
+    }
+
     fn touch(&mut self, ctx: (FrameIdx, Option<StateIdx>), i: usize) {
         // An event extends the state it belongs to and every enclosing state.
         if let Some(s) = ctx.1 {
@@ -278,18 +301,16 @@ impl<'a> Builder<'a> {
             .collect();
         for i in 0..self.events.len() {
             let e = self.ev(i);
-            let base = if e.previous_event_id == 0 {
-                (0, None)
-            } else {
-                match self.ctx.get(&e.previous_event_id) {
-                    Some(c) => *c,
-                    None => {
-                        self.orphans += 1;
-                        (0, None)
-                    }
+            let known = e.previous_event_id == 0 || self.pruned.contains(&e.previous_event_id);
+            let base = match self.ctx.get(&e.previous_event_id) {
+                Some(c) => *c,
+                None if known => (0, None),
+                None => {
+                    self.orphans += 1;
+                    (0, None)
                 }
             };
-            let orphaned = e.previous_event_id != 0 && !index.contains_key(&e.previous_event_id);
+            let orphaned = !known && !index.contains_key(&e.previous_event_id);
             let ctx = self.place_event(i, base, orphaned, &index);
             self.touch(ctx, i);
             self.ctx.insert(e.id, ctx);
@@ -625,6 +646,17 @@ pub fn build_spans(
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
 ) -> Vec<Span> {
+    build_spans_pruned(events, cfg, ctx_override, &HashSet::new())
+}
+
+/// `build_spans` for an execution some of whose events were pruned after
+/// incremental emission (see `build_closed_spans`).
+pub fn build_spans_pruned(
+    events: &[Event],
+    cfg: &SpanConfig,
+    ctx_override: Option<&TraceContext>,
+    pruned: &HashSet<u64>,
+) -> Vec<Span> {
     if events.is_empty() {
         return Vec::new();
     }
@@ -640,6 +672,7 @@ pub fn build_spans(
         states: Vec::new(),
         ctx: HashMap::new(),
         orphans: 0,
+        pruned,
     };
     b.place();
     finish(&b, ctx_override, false)
@@ -649,17 +682,29 @@ pub fn build_spans(
         .collect()
 }
 
-/// For an execution still running: the spans that are already final
-/// (exited states, ended attempts, iterations, Map runs, redrives, branches
-/// of a closed Parallel) — identical to what the final build will make —
-/// and the ids of the events whose payloads those spans have consumed.
+/// What a running execution can already emit and forget.
+#[derive(Debug, Default)]
+pub struct ClosedBuild {
+    /// Spans that are final (exited states, ended attempts, iterations, Map
+    /// runs, redrives, branches of a closed Parallel), identical to what the
+    /// final build will make.
+    pub spans: Vec<Span>,
+    /// Events whose payloads those spans have captured.
+    pub released: Vec<u64>,
+    /// Events of exited top-level states, which no later event needs: the
+    /// state's exit event stays as the anchor the next state links to.
+    pub prunable: Vec<u64>,
+}
+
+/// For an execution still running: see `ClosedBuild`.
 pub fn build_closed_spans(
     events: &[Event],
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
-) -> (Vec<Span>, Vec<u64>) {
+    pruned: &HashSet<u64>,
+) -> ClosedBuild {
     if events.is_empty() {
-        return (Vec::new(), Vec::new());
+        return ClosedBuild::default();
     }
     let mut sorted: Vec<Event> = events.to_vec();
     sorted.sort_by_key(|e| e.id);
@@ -673,17 +718,52 @@ pub fn build_closed_spans(
         states: Vec::new(),
         ctx: HashMap::new(),
         orphans: 0,
+        pruned,
     };
     b.place();
-    let (spans, done) = finish(&b, ctx_override, true);
-    (
-        spans
+    let (spans, released) = finish(&b, ctx_override, true);
+    ClosedBuild {
+        spans: spans
             .into_iter()
             .filter(|(_, closed)| *closed)
             .map(|(s, _)| s)
             .collect(),
-        done,
-    )
+        released,
+        prunable: prunable(&b),
+    }
+}
+
+/// Events owned by exited top-level states. Kept simple on purpose: nothing
+/// is pruned once a redrive exists (states then live in the redrive frame).
+fn prunable(b: &Builder<'_>) -> Vec<u64> {
+    if b.frames
+        .iter()
+        .any(|f| matches!(f.kind, FrameKind::Redrive { .. }))
+    {
+        return Vec::new();
+    }
+    // The top-level state each state runs under.
+    let top = |mut s: StateIdx| -> StateIdx {
+        loop {
+            let f = b.states[s].frame;
+            match b.frames[f].parent_state {
+                Some(p) if f != 0 => s = p,
+                _ => return s,
+            }
+        }
+    };
+    let done = |s: StateIdx| b.states[s].frame == 0 && b.states[s].exited.is_some();
+    b.ctx
+        .iter()
+        .filter_map(|(id, (frame, state))| {
+            let owner = match state {
+                Some(s) => Some(top(*s)),
+                None if *frame != 0 => b.frames[*frame].parent_state.map(top),
+                None => None,
+            };
+            owner.filter(|&o| done(o)).map(|_| *id)
+        })
+        .collect()
 }
 
 /// Builds every span with a flag saying whether it is final already; in
@@ -846,7 +926,14 @@ fn finish(
         exec.metrics
             .insert("step_function.orphaned_events".into(), b.orphans as f64);
     }
-    spans.push((exec, false));
+    // A build of a redrive segment alone (the original run was emitted and
+    // forgotten long ago) must not emit the execution span a second time.
+    let redrive_segment =
+        started.is_none() && ev.iter().any(|e| e.kind == EventKind::ExecutionRedriven);
+    if !redrive_segment {
+        // Final once the first run ended: the span stops at its first terminal.
+        spans.push((exec, first_terminal.is_some()));
+    }
 
     // Frames: redrives, iterations, branches.
     let frame_parent_span = |f: &Frame| -> u64 {
@@ -858,9 +945,20 @@ fn finish(
                 .unwrap_or(exec_id),
         }
     };
-    let end_of_state = |s: &StateRec| -> usize {
+    let end_of_state = |si: StateIdx| -> usize {
+        let s = &b.states[si];
         if let Some(x) = s.exited.or(s.closed_by) {
             return x;
+        }
+        // Left open inside a container that exited (a caught failure): it
+        // ends when that container failed (or exited), at the latest.
+        if let Some(a) = b.exited_ancestor(si) {
+            let a = &b.states[a];
+            return if s.last > s.entered {
+                s.last
+            } else {
+                a.closed_by.or(a.exited).unwrap_or(s.last)
+            };
         }
         // Left open: it ends at the last event it caused (a Fail state at the
         // failure it triggered); when nothing followed from it (an abort),
@@ -880,8 +978,8 @@ fn finish(
     // nested frames'), and whether one of its own states failed uncaught.
     let mut frame_end: Vec<Option<usize>> = vec![None; b.frames.len()];
     let mut frame_failed = vec![false; b.frames.len()];
-    for st in &b.states {
-        let end = end_of_state(st);
+    for (si, st) in b.states.iter().enumerate() {
+        let end = end_of_state(si);
         if st.state_type == "Fail" || (st.exited.is_none() && st.failure.is_some()) {
             frame_failed[st.frame] = true;
         }
@@ -945,7 +1043,10 @@ fn finish(
                         set_error(&mut s, failure.as_ref());
                     }
                 }
-                spans.push((s, end.is_some()));
+                spans.push((
+                    s,
+                    end.is_some() || f.parent_state.is_some_and(|p| b.state_final(p)),
+                ));
             }
             FrameKind::Branch { first_state } => {
                 let first = &b.states[*first_state];
@@ -977,10 +1078,10 @@ fn finish(
     }
 
     // States, their retry attempts and map runs.
-    for st in &b.states {
+    for (si, st) in b.states.iter().enumerate() {
         // A state hangs under the span of the frame it runs in.
         let parent = b.frames[st.frame].span_id;
-        let end_i = end_of_state(st);
+        let end_i = end_of_state(si);
         let e_in = &ev[st.entered];
         let mut s = mk(
             st.span_id,
@@ -1018,7 +1119,9 @@ fn finish(
             s.meta
                 .insert("step_function.orphaned".into(), "true".into());
         }
-        let open = st.exited.is_none() && st.closed_by.is_none();
+        // The execution's failure explains a state it left open, unless a
+        // Catch closed the state's container first (then it is unrelated).
+        let open = st.exited.is_none() && st.closed_by.is_none() && b.exited_ancestor(si).is_none();
         let terminal_failure = open
             .then(|| (st.entered..ev.len()).find(|&j| ev[j].kind.is_execution_terminal()))
             .flatten()
@@ -1031,7 +1134,7 @@ fn finish(
                 terminal_failure.and_then(|t| ev[t].details.failure()),
             );
         }
-        spans.push((s, st.exited.or(st.closed_by).is_some()));
+        spans.push((s, b.state_final(si)));
 
         for (n, a) in st.attempts.iter().enumerate().skip(1) {
             let id = ids::state_span_id(
@@ -1069,7 +1172,7 @@ fn finish(
             if let Some(f) = &a.failure {
                 set_error(&mut sa, Some(f));
             }
-            spans.push((sa, a.end.is_some()));
+            spans.push((sa, a.end.is_some() || b.state_final(si)));
         }
         for (start, end) in &st.map_runs {
             let id = ids::derived_span_id(arn, "maprun", &[&ev[*start].id]);
@@ -1095,7 +1198,7 @@ fn finish(
                     set_error(&mut sr, ev[*e].details.failure());
                 }
             }
-            spans.push((sr, end.is_some()));
+            spans.push((sr, end.is_some() || b.state_final(si)));
         }
     }
     // Events whose payloads closed states have consumed.

@@ -13,7 +13,7 @@
 //! - Mailboxes and the span output are bounded: a slow exporter backs up to
 //!   the hand-off and Firehose gets 503.
 
-use super::builder::{build_closed_spans, build_spans, SpanConfig};
+use super::builder::{build_closed_spans, build_spans_pruned, SpanConfig};
 use super::context::TraceContext;
 use super::joins::{self, JoinRegistry};
 use super::span::op;
@@ -252,6 +252,8 @@ struct Exec {
     /// Children named by this execution's events are not registered yet.
     pending_joins: bool,
     first_seen: Instant,
+    /// Ids of events dropped after incremental emission (8 bytes each).
+    pruned: HashSet<u64>,
     /// Events arrived since the last incremental emission.
     dirty: bool,
     last_partial: Option<Instant>,
@@ -371,6 +373,7 @@ impl Shard {
                     attrs: attrs.clone(),
                     pending_joins: false,
                     first_seen: now,
+                    pruned: HashSet::new(),
                     dirty: false,
                     last_partial: None,
                 });
@@ -434,7 +437,7 @@ impl Shard {
             match (e.final_at, e.finalized_at) {
                 (Some(at), _) if at <= now => due.push((arn.clone(), false)),
                 (None, None) if now.duration_since(e.last_seen) >= self.cfg.idle_timeout => {
-                    due.push((arn.clone(), false))
+                    due.push((arn.clone(), true))
                 }
                 (None, Some(done))
                     if now.duration_since(done.max(e.last_seen)) >= self.cfg.retention =>
@@ -453,9 +456,12 @@ impl Shard {
                 .execs
                 .iter()
                 .filter(|(_, e)| {
+                    // Quiet for the grace: stragglers of what closed are in,
+                    // as they would be for the final emission.
                     e.dirty
                         && e.final_at.is_none()
                         && e.finalized_at.is_none()
+                        && now.duration_since(e.last_seen) >= self.cfg.finalize_grace
                         && now.duration_since(e.last_partial.unwrap_or(e.first_seen)) >= every
                 })
                 .map(|(k, _)| k.clone())
@@ -498,7 +504,8 @@ impl Shard {
             .map(|(k, _)| k.clone())
             .collect();
         for arn in arns {
-            self.finalize(&arn, false).await;
+            // Shutdown and tests: everything out, redrive running or not.
+            self.finalize(&arn, true).await;
         }
     }
 
@@ -524,16 +531,22 @@ impl Shard {
         }
         let events: Vec<Event> = exec.events.values().cloned().collect();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let (spans, done) = build_closed_spans(&events, &cfg, ctx.as_ref());
-        for id in done {
-            if let Some(e) = exec.events.get_mut(&id) {
+        let built = build_closed_spans(&events, &cfg, ctx.as_ref(), &exec.pruned);
+        for id in &built.released {
+            if let Some(e) = exec.events.get_mut(id) {
                 e.details.release_payloads();
             }
         }
-        let fresh: Vec<Span> = spans
+        let fresh: Vec<Span> = built
+            .spans
             .into_iter()
             .filter(|s| exec.emitted.insert(s.span_id))
             .collect();
+        // Every span of a prunable event is emitted by now (now or before).
+        for id in built.prunable {
+            exec.events.remove(&id);
+            exec.pruned.insert(id);
+        }
         if fresh.is_empty() {
             return;
         }
@@ -545,10 +558,30 @@ impl Shard {
 
     /// Builds the execution's spans, emits those not emitted before, and
     /// drops the events.
-    async fn finalize(&mut self, arn: &Arc<str>, _evicted: bool) {
+    async fn finalize(&mut self, arn: &Arc<str>, force: bool) {
         let Some(exec) = self.execs.get_mut(arn) else {
             return;
         };
+        // A redrive started after the last terminal event: the execution
+        // runs on. Emit what is final (the first run included) and keep the
+        // events; it finalizes at the redrive's own terminal event.
+        let last_terminal = exec
+            .events
+            .values()
+            .filter(|e| e.kind.is_execution_terminal())
+            .map(|e| e.id)
+            .max();
+        let last_redrive = exec
+            .events
+            .values()
+            .filter(|e| e.kind == crate::events::EventKind::ExecutionRedriven)
+            .map(|e| e.id)
+            .max();
+        if !force && last_redrive.is_some() && last_redrive > last_terminal {
+            exec.final_at = None;
+            self.emit_closed(arn).await;
+            return;
+        }
         if exec.pending_joins {
             joins::register_children(&exec.events, arn, &self.joins);
             exec.pending_joins = false;
@@ -565,7 +598,7 @@ impl Shard {
         let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
         exec.events.shrink_to_fit();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let spans = build_spans(&events, &cfg, ctx.as_ref());
+        let spans = build_spans_pruned(&events, &cfg, ctx.as_ref(), &exec.pruned);
         if exec.context.is_none() && has_start {
             exec.context = spans
                 .iter()
@@ -611,6 +644,7 @@ impl Shard {
 mod tests {
     use super::*;
     use crate::events::{EventKind, Payload};
+    use crate::stitch::builder::build_spans;
 
     const ARN: &str = "arn:aws:states:us-east-1:418295736021:execution:Slow:run-1";
 
@@ -864,6 +898,7 @@ mod tests {
 mod incremental_tests {
     use super::*;
     use crate::events::{Details, EventKind, Payload};
+    use crate::stitch::builder::build_spans;
 
     /// A Standard execution running three hours: a Task, then hour-long Waits.
     fn long_running(arn: &str) -> Vec<Event> {
