@@ -105,6 +105,33 @@ impl<'a> ExecutionArn<'a> {
     }
 }
 
+/// A Distributed Map run ARN,
+/// `arn:<partition>:states:<region>:<account>:mapRun:<stateMachine>/<mapState>:<runId>`:
+/// returns (region, account, `<stateMachine>/<mapState>:<runId>`).
+pub fn parse_map_run_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let mut it = arn.splitn(7, ':');
+    match (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) {
+        (
+            Some("arn"),
+            Some(_),
+            Some("states"),
+            Some(region),
+            Some(account),
+            Some("mapRun"),
+            Some(rest),
+        ) if rest.contains('/') => Some((region, account, rest)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +175,18 @@ mod tests {
         assert_eq!(a.state_machine_name, "Outer");
         assert_eq!(a.map_run, Some(("MapState", "0b4c1f2e")));
         assert_eq!(a.execution_name, "child-7");
+    }
+
+    #[test]
+    fn map_run_arns() {
+        assert_eq!(
+            parse_map_run_arn("arn:aws:states:eu-west-1:418295736021:mapRun:Outer/MapState:2bc1"),
+            Some(("eu-west-1", "418295736021", "Outer/MapState:2bc1"))
+        );
+        assert_eq!(
+            parse_map_run_arn("arn:aws:states:eu-west-1:1:execution:Outer:x"),
+            None
+        );
     }
 
     #[test]

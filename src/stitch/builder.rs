@@ -657,8 +657,25 @@ pub fn build_spans_pruned(
     ctx_override: Option<&TraceContext>,
     pruned: &HashSet<u64>,
 ) -> Vec<Span> {
+    with_placed(events, cfg, pruned, |b| {
+        finish(b, ctx_override, false)
+            .0
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Sorts and deduplicates the events, places them, and hands the builder to `f`.
+fn with_placed<R>(
+    events: &[Event],
+    cfg: &SpanConfig,
+    pruned: &HashSet<u64>,
+    f: impl FnOnce(&Builder<'_>) -> R,
+) -> Option<R> {
     if events.is_empty() {
-        return Vec::new();
+        return None;
     }
     let mut sorted: Vec<Event> = events.to_vec();
     sorted.sort_by_key(|e| e.id);
@@ -675,11 +692,7 @@ pub fn build_spans_pruned(
         pruned,
     };
     b.place();
-    finish(&b, ctx_override, false)
-        .0
-        .into_iter()
-        .map(|(s, _)| s)
-        .collect()
+    Some(f(&b))
 }
 
 /// What a running execution can already emit and forget.
@@ -703,34 +716,19 @@ pub fn build_closed_spans(
     ctx_override: Option<&TraceContext>,
     pruned: &HashSet<u64>,
 ) -> ClosedBuild {
-    if events.is_empty() {
-        return ClosedBuild::default();
-    }
-    let mut sorted: Vec<Event> = events.to_vec();
-    sorted.sort_by_key(|e| e.id);
-    sorted.dedup_by_key(|e| e.id);
-    let arn = sorted[0].execution_arn.clone();
-    let mut b = Builder {
-        events: &sorted,
-        cfg,
-        arn: &arn,
-        frames: Vec::new(),
-        states: Vec::new(),
-        ctx: HashMap::new(),
-        orphans: 0,
-        pruned,
-    };
-    b.place();
-    let (spans, released) = finish(&b, ctx_override, true);
-    ClosedBuild {
-        spans: spans
-            .into_iter()
-            .filter(|(_, closed)| *closed)
-            .map(|(s, _)| s)
-            .collect(),
-        released,
-        prunable: prunable(&b),
-    }
+    with_placed(events, cfg, pruned, |b| {
+        let (spans, released) = finish(b, ctx_override, true);
+        ClosedBuild {
+            spans: spans
+                .into_iter()
+                .filter(|(_, closed)| *closed)
+                .map(|(s, _)| s)
+                .collect(),
+            released,
+            prunable: prunable(b),
+        }
+    })
+    .unwrap_or_default()
 }
 
 /// Events owned by exited top-level states. Kept simple on purpose: nothing

@@ -90,28 +90,7 @@ pub fn child_key(execution_arn: &str) -> String {
 
 /// The key a `MapRunStarted` map run ARN registers under.
 fn map_run_key(map_run_arn: &str) -> Option<String> {
-    // arn:aws:states:<region>:<account>:mapRun:<stateMachine>/<mapState>:<runId>
-    let mut it = map_run_arn.splitn(7, ':');
-    let (
-        Some("arn"),
-        Some(_),
-        Some("states"),
-        Some(region),
-        Some(account),
-        Some("mapRun"),
-        Some(rest),
-    ) = (
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-    )
-    else {
-        return None;
-    };
+    let (region, account, rest) = crate::events::arn::parse_map_run_arn(map_run_arn)?;
     Some(format!("maprun:{region}:{account}:{rest}"))
 }
 
