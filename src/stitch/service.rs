@@ -282,6 +282,8 @@ fn span_config<'a>(
 }
 
 struct Shard {
+    /// Executions not yet emitted (kept as a count: the bound is checked per batch).
+    open: usize,
     cfg: Arc<StitchConfig>,
     joins: Arc<JoinRegistry>,
     out: mpsc::Sender<Vec<Span>>,
@@ -299,6 +301,7 @@ impl Shard {
     ) -> Self {
         let max_open = (cfg.max_open_executions / shards).max(1);
         Self {
+            open: 0,
             cfg,
             joins,
             out,
@@ -343,6 +346,7 @@ impl Shard {
             .values()
             .filter(|e| e.finalized_at.is_none())
             .count();
+        debug_assert_eq!(s.open_executions, self.open, "open-execution count drifted");
         s.retained_executions = self.execs.len() - s.open_executions;
         s.held_events = self.execs.values().map(|e| e.events.len()).sum();
         s.held_payload_bytes = self
@@ -357,25 +361,30 @@ impl Shard {
     async fn ingest(&mut self, events: Vec<Event>, attrs: Arc<CommonAttributes>) {
         let now = Instant::now();
         let grace = self.cfg.finalize_grace;
+        let mut joins_touched: Vec<Arc<str>> = Vec::new();
         for e in events {
             self.stats.events += 1;
+            let open = &mut self.open;
             let exec = self
                 .execs
                 .entry(e.execution_arn.clone())
-                .or_insert_with(|| Exec {
-                    events: HashMap::new(),
-                    last_seen: now,
-                    final_at: None,
-                    finalized_at: None,
-                    emitted: HashSet::new(),
-                    seen: HashSet::new(),
-                    context: None,
-                    attrs: attrs.clone(),
-                    pending_joins: false,
-                    first_seen: now,
-                    pruned: HashSet::new(),
-                    dirty: false,
-                    last_partial: None,
+                .or_insert_with(|| {
+                    *open += 1;
+                    Exec {
+                        events: HashMap::new(),
+                        last_seen: now,
+                        final_at: None,
+                        finalized_at: None,
+                        emitted: HashSet::new(),
+                        seen: HashSet::new(),
+                        context: None,
+                        attrs: attrs.clone(),
+                        pending_joins: false,
+                        first_seen: now,
+                        pruned: HashSet::new(),
+                        dirty: false,
+                        last_partial: None,
+                    }
                 });
             exec.last_seen = now;
             if !attrs.is_empty() {
@@ -392,29 +401,30 @@ impl Shard {
             } else if e.kind.is_execution_terminal() && exec.final_at.is_none() {
                 exec.final_at = Some(now + grace);
             }
-            if joins::is_join_event(&e) {
+            if joins::is_join_event(&e) && !exec.pending_joins {
                 exec.pending_joins = true;
+                joins_touched.push(e.execution_arn.clone());
             }
             exec.dirty = true;
             exec.events.insert(e.id, e);
         }
         // Register children before any of them can finalize.
-        for (arn, exec) in self.execs.iter_mut().filter(|(_, e)| e.pending_joins) {
-            exec.pending_joins = !joins::register_children(&exec.events, arn, &self.joins);
+        for arn in joins_touched {
+            if let Some(exec) = self.execs.get_mut(&arn) {
+                exec.pending_joins = !joins::register_children(&exec.events, &arn, &self.joins);
+            }
         }
         self.enforce_bound().await;
     }
 
     /// Flushes the longest-idle open executions past the bound, as incomplete.
+    /// It frees a tenth of the bound at once, so the scan is rare.
     async fn enforce_bound(&mut self) {
-        let open = self
-            .execs
-            .values()
-            .filter(|e| e.finalized_at.is_none())
-            .count();
-        if open <= self.max_open {
+        if self.open <= self.max_open {
             return;
         }
+        let open = self.open;
+        let target = self.max_open - self.max_open / 10;
         let mut idle: Vec<(Instant, Arc<str>)> = self
             .execs
             .iter()
@@ -422,7 +432,7 @@ impl Shard {
             .map(|(k, e)| (e.last_seen, k.clone()))
             .collect();
         idle.sort();
-        for (_, arn) in idle.into_iter().take(open - self.max_open) {
+        for (_, arn) in idle.into_iter().take(open - target) {
             self.stats.evictions += 1;
             metrics::counter!(names::STITCH_EVICTIONS).increment(1);
             self.finalize(&arn, true).await;
@@ -616,6 +626,9 @@ impl Shard {
             .filter(|s| exec.emitted.insert(s.span_id))
             .collect();
         exec.final_at = None;
+        if exec.finalized_at.is_none() {
+            self.open -= 1;
+        }
         exec.finalized_at = Some(Instant::now());
         if complete {
             self.stats.executions_finalized += 1;
