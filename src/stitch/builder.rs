@@ -196,7 +196,9 @@ fn redact(text: &str, keys: &[String]) -> Option<String> {
 }
 
 struct Builder<'a> {
-    events: &'a [Event],
+    /// The execution's events, deduplicated and in id order (borrowed: a
+    /// build never copies events or their payloads).
+    events: &'a [&'a Event],
     cfg: &'a SpanConfig,
     arn: &'a str,
     frames: Vec<Frame>,
@@ -210,7 +212,7 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn ev(&self, i: usize) -> &'a Event {
-        &self.events[i]
+        self.events[i]
     }
 
     /// The state named `name` (any type when `None`), walking up from a context.
@@ -646,13 +648,13 @@ pub fn build_spans(
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
 ) -> Vec<Span> {
-    build_spans_pruned(events, cfg, ctx_override, &HashSet::new())
+    build_spans_pruned(events.iter().collect(), cfg, ctx_override, &HashSet::new())
 }
 
 /// `build_spans` for an execution some of whose events were pruned after
 /// incremental emission (see `build_closed_spans`).
 pub fn build_spans_pruned(
-    events: &[Event],
+    events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
     pruned: &HashSet<u64>,
@@ -669,15 +671,14 @@ pub fn build_spans_pruned(
 
 /// Sorts and deduplicates the events, places them, and hands the builder to `f`.
 fn with_placed<R>(
-    events: &[Event],
+    mut sorted: Vec<&Event>,
     cfg: &SpanConfig,
     pruned: &HashSet<u64>,
     f: impl FnOnce(&Builder<'_>) -> R,
 ) -> Option<R> {
-    if events.is_empty() {
+    if sorted.is_empty() {
         return None;
     }
-    let mut sorted: Vec<Event> = events.to_vec();
     sorted.sort_by_key(|e| e.id);
     sorted.dedup_by_key(|e| e.id);
     let arn = sorted[0].execution_arn.clone();
@@ -711,7 +712,7 @@ pub struct ClosedBuild {
 
 /// For an execution still running: see `ClosedBuild`.
 pub fn build_closed_spans(
-    events: &[Event],
+    events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
     pruned: &HashSet<u64>,

@@ -539,9 +539,13 @@ impl Shard {
         if ctx.is_none() && !has_start {
             return;
         }
-        let events: Vec<Event> = exec.events.values().cloned().collect();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let built = build_closed_spans(&events, &cfg, ctx.as_ref(), &exec.pruned);
+        let built = build_closed_spans(
+            exec.events.values().collect(),
+            &cfg,
+            ctx.as_ref(),
+            &exec.pruned,
+        );
         for id in &built.released {
             if let Some(e) = exec.events.get_mut(id) {
                 e.details.release_payloads();
@@ -608,7 +612,7 @@ impl Shard {
         let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
         exec.events.shrink_to_fit();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let spans = build_spans_pruned(&events, &cfg, ctx.as_ref(), &exec.pruned);
+        let spans = build_spans_pruned(events.iter().collect(), &cfg, ctx.as_ref(), &exec.pruned);
         if exec.context.is_none() && has_start {
             exec.context = spans
                 .iter()
