@@ -5,11 +5,17 @@ use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ExportTarget, Settings};
 use crate::decode;
-use crate::export::spawn_jsonl_exporter;
+use crate::export::aggregate::Aggregator;
+use crate::export::datadog::sites::Endpoints;
+use crate::export::datadog::{AgentExporter, DatadogConfig, DatadogExporter};
+use crate::export::delivery::{self, Budget, LaneConfig, Transport};
+use crate::export::hub::Hub;
+use crate::export::{spawn_jsonl_exporter, Exporter};
 use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::{spawn_event_consumer, ConsumerTotals, Handoff};
 use crate::stitch::builder::SpanConfig;
+use crate::stitch::output::ForwardLogs;
 use crate::stitch::service::{StitchConfig, StitcherHandle};
 use crate::telemetry::{self, names};
 use anyhow::Context;
@@ -21,8 +27,12 @@ use tokio::sync::watch;
 
 /// Hand-off batches in flight at most (events are the real bound).
 const MAX_QUEUED_BATCHES: usize = 4096;
-/// Span batches queued for the exporters.
-const SPAN_BATCHES_QUEUED: usize = 64;
+/// Stitcher emissions queued for the hub.
+const EMISSIONS_QUEUED: usize = 64;
+/// Items queued for the jsonl writer thread.
+const JSONL_ITEMS_QUEUED: usize = 64;
+/// Metric series (per 10 s window) the aggregator holds at most.
+const MAX_METRIC_SERIES: usize = 500_000;
 
 fn stitch_config(s: &Settings) -> StitchConfig {
     let tags = s
@@ -51,8 +61,92 @@ fn stitch_config(s: &Settings) -> StitchConfig {
             tags,
             max_payload_bytes: s.max_payload_bytes,
             redact_keys: s.redact_keys.clone(),
+            enhanced_metrics: s.enhanced_metrics,
+            enhanced_metrics_exclude: s.enhanced_metrics_exclude.clone(),
+            event_owners: s.forward_logs != ForwardLogs::None,
         },
+        forward_logs: s.forward_logs,
     }
+}
+
+fn datadog_config(s: &Settings) -> DatadogConfig {
+    let d = &s.datadog;
+    DatadogConfig {
+        api_key: d.api_key.clone(),
+        endpoints: Endpoints::new(
+            &d.site,
+            d.apm_dd_url.as_deref(),
+            d.dd_url.as_deref(),
+            d.logs_dd_url.as_deref(),
+        ),
+        env: d.env.clone(),
+        version: d.version.clone(),
+        trace_agent_url: d.trace_agent_url.clone(),
+        dogstatsd_url: d.dogstatsd_url.clone(),
+        forward_logs: s.forward_logs != ForwardLogs::None,
+    }
+}
+
+/// Starts every configured exporter.
+async fn exporters(
+    settings: &Settings,
+    give_up: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Exporter>> {
+    let mut jsonl_outputs: Vec<Box<dyn Write + Send>> = Vec::new();
+    let mut out = Vec::new();
+    let dd = datadog_config(settings);
+    let lane = |exporter: &'static str| LaneConfig {
+        exporter,
+        flush_interval: settings.export_flush_interval,
+        max_backoff: settings.export_max_backoff,
+    };
+    let transport: Arc<dyn Transport> = Arc::new(
+        delivery::Client::new(settings.export_timeout)
+            .context("starting the export HTTP client")?,
+    );
+    for target in &settings.export {
+        match target {
+            ExportTarget::Jsonl(None) => jsonl_outputs.push(Box::new(std::io::stdout())),
+            ExportTarget::Jsonl(Some(path)) => jsonl_outputs.push(Box::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("invalid STEPSTITCH_EXPORT: cannot open {}", path.display()))?,
+            ))),
+            ExportTarget::Datadog => out.push(Exporter::Datadog(
+                DatadogExporter::spawn(
+                    &dd,
+                    transport.clone(),
+                    Budget::new("datadog", settings.export_buffer_bytes),
+                    lane("datadog"),
+                    give_up.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("invalid STEPSTITCH_EXPORT: {e}"))?,
+            )),
+            ExportTarget::DatadogAgent => out.push(Exporter::DatadogAgent(
+                AgentExporter::spawn(
+                    &dd,
+                    transport.clone(),
+                    Budget::new("datadog-agent", settings.export_buffer_bytes),
+                    lane("datadog-agent"),
+                    give_up.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("invalid STEPSTITCH_EXPORT: {e}"))?,
+            )),
+            other => anyhow::bail!(
+                "invalid STEPSTITCH_EXPORT: the {other} exporter is not in this build yet; use datadog, datadog-agent or jsonl:PATH"
+            ),
+        }
+    }
+    if !jsonl_outputs.is_empty() {
+        let (tx, rx) = tokio::sync::mpsc::channel(JSONL_ITEMS_QUEUED);
+        let thread =
+            spawn_jsonl_exporter(rx, jsonl_outputs).context("starting the jsonl exporter")?;
+        out.push(Exporter::Jsonl { tx, thread });
+    }
+    Ok(out)
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -87,26 +181,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ))),
     };
     // Exporters, then the stitcher feeding them, then the hand-off feeding it.
-    let mut jsonl_outputs: Vec<Box<dyn Write + Send>> = Vec::new();
-    for target in &settings.export {
-        match target {
-            ExportTarget::Jsonl(None) => jsonl_outputs.push(Box::new(std::io::stdout())),
-            ExportTarget::Jsonl(Some(path)) => jsonl_outputs.push(Box::new(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("invalid STEPSTITCH_EXPORT: cannot open {}", path.display()))?,
-            ))),
-            other => anyhow::bail!(
-                "invalid STEPSTITCH_EXPORT: the {other} exporter is not in this build yet; use jsonl:PATH or jsonl:-"
-            ),
-        }
-    }
-    let (spans_tx, spans_rx) = tokio::sync::mpsc::channel(SPAN_BATCHES_QUEUED);
-    let exporter =
-        spawn_jsonl_exporter(spans_rx, jsonl_outputs).context("starting the jsonl exporter")?;
-    let (stitcher, shard_tasks) = StitcherHandle::spawn(stitch_config(&settings), spans_tx);
+    let (give_up_tx, give_up_rx) = watch::channel(false);
+    let hub = Hub {
+        exporters: exporters(&settings, give_up_rx).await?,
+        aggregator: Aggregator::new(MAX_METRIC_SERIES),
+        clock: clock.clone(),
+        metrics_interval: settings.metrics_flush_interval,
+    };
+    let (emissions_tx, emissions_rx) = tokio::sync::mpsc::channel(EMISSIONS_QUEUED);
+    let exporter = tokio::spawn(hub.run(emissions_rx));
+    let (stitcher, shard_tasks) = StitcherHandle::spawn(stitch_config(&settings), emissions_tx);
     let exporters: Vec<String> = settings
         .export
         .iter()
@@ -243,14 +327,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     drop(stitcher);
     let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
-    match tokio::time::timeout_at(
-        deadline,
-        tokio::task::spawn_blocking(move || exporter.join()),
-    )
-    .await
-    {
+    // The shards' senders are gone: the hub flushes the metric windows and
+    // the exporters deliver what they hold, until the deadline.
+    let mut exporter = exporter;
+    match tokio::time::timeout_at(deadline, &mut exporter).await {
         Ok(_) => tracing::info!("exporters flushed"),
-        Err(_) => tracing::warn!("exporters not flushed within the shutdown timeout"),
+        Err(_) => {
+            tracing::warn!(
+                "exporters not flushed within the shutdown timeout; dropping what is undelivered"
+            );
+            let _ = give_up_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), exporter).await;
+        }
     }
     if let Some(r) = reload {
         r.abort();

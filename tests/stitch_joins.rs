@@ -86,7 +86,7 @@ async fn run(batches: Vec<Vec<Event>>) -> Vec<Span> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut spans = Vec::new();
     while let Ok(b) = rx.try_recv() {
-        spans.extend(b);
+        spans.extend(b.spans);
     }
     spans
 }
@@ -300,7 +300,7 @@ async fn incremental_emission_and_pruning_over_every_fixture() {
     assert!(snap.incremental_spans > 100, "{snap:?}");
     let mut got: Vec<Span> = Vec::new();
     while let Ok(b) = rx.try_recv() {
-        got.extend(b);
+        got.extend(b.spans);
     }
     let mut want: Vec<Span> = all
         .iter()
@@ -360,7 +360,7 @@ async fn redrive_after_retention_adds_only_the_redrive() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut got: Vec<Span> = Vec::new();
     while let Ok(b) = rx.try_recv() {
-        got.extend(b);
+        got.extend(b.spans);
     }
     let ids: std::collections::HashSet<u64> = got.iter().map(|s| s.span_id).collect();
     assert_eq!(ids.len(), got.len(), "a span was emitted twice");

@@ -301,6 +301,7 @@ fn tags_payloads_and_redaction() {
         tags: vec![("team".into(), "core".into())],
         max_payload_bytes: 1000,
         redact_keys: vec!["merchantId".into()],
+        ..SpanConfig::default()
     };
     let spans = build_spans(&events, &cfg, None);
     let root = spans.iter().find(|s| s.parent_id == 0).unwrap();

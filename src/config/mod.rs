@@ -141,6 +141,34 @@ pub struct ServeArgs {
     /// Time allowed for draining and flushing on SIGTERM/SIGINT.
     #[arg(long, env = "STEPSTITCH_SHUTDOWN_TIMEOUT", default_value = "25s")]
     pub shutdown_timeout: String,
+    /// Which Step Functions log events go to Datadog's logs intake: none, errors or all.
+    #[arg(long, env = "STEPSTITCH_FORWARD_LOGS", default_value = "none")]
+    pub forward_logs: String,
+    /// Emit the aws.states.enhanced.* metrics (true or false).
+    #[arg(long, env = "STEPSTITCH_ENHANCED_METRICS", default_value = "true")]
+    pub enhanced_metrics: String,
+    /// State machine names or ARNs without enhanced metrics, comma-separated.
+    #[arg(
+        long,
+        env = "STEPSTITCH_ENHANCED_METRICS_EXCLUDE",
+        value_delimiter = ','
+    )]
+    pub enhanced_metrics_exclude: Vec<String>,
+    /// Enhanced metrics are aggregated and flushed this often.
+    #[arg(long, env = "STEPSTITCH_METRICS_FLUSH_INTERVAL", default_value = "10s")]
+    pub metrics_flush_interval: String,
+    /// Memory each network exporter may hold for undelivered data; when it is full, Firehose gets 503s.
+    #[arg(long, env = "STEPSTITCH_EXPORT_BUFFER_BYTES", default_value = "256MiB")]
+    pub export_buffer_bytes: String,
+    /// A batch is sent at most this long after its first item.
+    #[arg(long, env = "STEPSTITCH_EXPORT_FLUSH_INTERVAL", default_value = "2s")]
+    pub export_flush_interval: String,
+    /// Longest wait between delivery retries.
+    #[arg(long, env = "STEPSTITCH_EXPORT_MAX_BACKOFF", default_value = "10s")]
+    pub export_max_backoff: String,
+    /// Timeout of one export HTTP request.
+    #[arg(long, env = "STEPSTITCH_EXPORT_TIMEOUT", default_value = "30s")]
+    pub export_timeout: String,
     /// Write every decoded event as a JSON line to this file (`-` = stdout); for debugging.
     #[arg(long, env = "STEPSTITCH_EVENTS_OUT")]
     pub events_out: Option<String>,
@@ -319,6 +347,14 @@ pub struct Settings {
     pub log: String,
     pub datadog: DatadogSettings,
     pub otlp: OtlpSettings,
+    pub forward_logs: crate::stitch::output::ForwardLogs,
+    pub enhanced_metrics: bool,
+    pub enhanced_metrics_exclude: Vec<String>,
+    pub metrics_flush_interval: Duration,
+    pub export_buffer_bytes: usize,
+    pub export_flush_interval: Duration,
+    pub export_max_backoff: Duration,
+    pub export_timeout: Duration,
 }
 
 /// The protocol's largest body (before compression).
@@ -407,6 +443,32 @@ mod names {
     pub const SHUTDOWN_TIMEOUT: Setting =
         setting!("STEPSTITCH_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "25s");
     pub const LOG_FORMAT: Setting = setting!("STEPSTITCH_LOG_FORMAT", "--log-format", "json");
+    pub const FORWARD_LOGS: Setting =
+        setting!("STEPSTITCH_FORWARD_LOGS", "--forward-logs", "errors");
+    pub const ENHANCED_METRICS: Setting =
+        setting!("STEPSTITCH_ENHANCED_METRICS", "--enhanced-metrics", "false");
+    pub const METRICS_FLUSH: Setting = setting!(
+        "STEPSTITCH_METRICS_FLUSH_INTERVAL",
+        "--metrics-flush-interval",
+        "10s"
+    );
+    pub const EXPORT_BUFFER: Setting = setting!(
+        "STEPSTITCH_EXPORT_BUFFER_BYTES",
+        "--export-buffer-bytes",
+        "256MiB"
+    );
+    pub const EXPORT_FLUSH: Setting = setting!(
+        "STEPSTITCH_EXPORT_FLUSH_INTERVAL",
+        "--export-flush-interval",
+        "2s"
+    );
+    pub const EXPORT_BACKOFF: Setting = setting!(
+        "STEPSTITCH_EXPORT_MAX_BACKOFF",
+        "--export-max-backoff",
+        "10s"
+    );
+    pub const EXPORT_TIMEOUT: Setting =
+        setting!("STEPSTITCH_EXPORT_TIMEOUT", "--export-timeout", "30s");
     pub const LOG: Setting = setting!("STEPSTITCH_LOG", "--log", "info,stepstitch=debug");
     pub const DD_API_KEY: Setting =
         setting!("DD_API_KEY", "--dd-api-key", "<32 hex characters>", secret);
@@ -583,11 +645,7 @@ impl Settings {
                 Some(t) => check(DD_TAGS, &t, parse::tags(&t))?,
                 None => Vec::new(),
             },
-            trace_agent_url: opt_url(
-                DD_TRACE_AGENT_URL,
-                a.dd_trace_agent_url,
-                &["http", "https", "unix"],
-            )?,
+            trace_agent_url: opt_url(DD_TRACE_AGENT_URL, a.dd_trace_agent_url, &["http", "https"])?,
             dogstatsd_url: opt_url(
                 DD_DOGSTATSD_URL,
                 a.dd_dogstatsd_url,
@@ -701,7 +759,92 @@ impl Settings {
             });
         }
 
+        let forward_logs = match a.forward_logs.trim().to_ascii_lowercase().as_str() {
+            "none" => crate::stitch::output::ForwardLogs::None,
+            "errors" => crate::stitch::output::ForwardLogs::Errors,
+            "all" => crate::stitch::output::ForwardLogs::All,
+            _ => {
+                return Err(ConfigError {
+                    setting: FORWARD_LOGS,
+                    value: a.forward_logs,
+                    problem: "must be none, errors or all".into(),
+                })
+            }
+        };
+        if forward_logs != crate::stitch::output::ForwardLogs::None
+            && datadog.api_key.is_none()
+            && !export.iter().any(|t| matches!(t, ExportTarget::Jsonl(_)))
+        {
+            return Err(ConfigError {
+                setting: FORWARD_LOGS,
+                value: a.forward_logs,
+                problem: "forwarding logs to Datadog needs DD_API_KEY (the logs intake is reached directly, also in agent mode)".into(),
+            });
+        }
+        let enhanced_metrics = match a.enhanced_metrics.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError {
+                    setting: ENHANCED_METRICS,
+                    value: a.enhanced_metrics,
+                    problem: "must be true or false".into(),
+                })
+            }
+        };
+        let metrics_flush_interval = dur(METRICS_FLUSH, &a.metrics_flush_interval)?;
+        let export_flush_interval = dur(EXPORT_FLUSH, &a.export_flush_interval)?;
+        for (setting, v, raw) in [
+            (
+                METRICS_FLUSH,
+                metrics_flush_interval,
+                &a.metrics_flush_interval,
+            ),
+            (
+                EXPORT_FLUSH,
+                export_flush_interval,
+                &a.export_flush_interval,
+            ),
+        ] {
+            if v.is_zero() {
+                return Err(ConfigError {
+                    setting,
+                    value: raw.clone(),
+                    problem: "must be above 0s".into(),
+                });
+            }
+        }
+        let export_buffer_bytes = size(EXPORT_BUFFER, &a.export_buffer_bytes)?;
+        if export_buffer_bytes < (4 << 20) {
+            return Err(ConfigError {
+                setting: EXPORT_BUFFER,
+                value: a.export_buffer_bytes,
+                problem: "must be at least 4MiB (one full trace request)".into(),
+            });
+        }
+        let export_timeout = dur(EXPORT_TIMEOUT, &a.export_timeout)?;
+        if export_timeout.is_zero() {
+            return Err(ConfigError {
+                setting: EXPORT_TIMEOUT,
+                value: a.export_timeout,
+                problem: "must be above 0s".into(),
+            });
+        }
+
         Ok(Settings {
+            forward_logs,
+            enhanced_metrics,
+            enhanced_metrics_exclude: a
+                .enhanced_metrics_exclude
+                .iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            metrics_flush_interval,
+            export_buffer_bytes,
+            export_flush_interval,
+            export_max_backoff: dur(EXPORT_BACKOFF, &a.export_max_backoff)?,
+            export_timeout,
             listen: check(LISTEN, &a.listen, parse::socket_addr(&a.listen))?,
             admin_listen: check(
                 ADMIN_LISTEN,

@@ -15,9 +15,14 @@
 
 use super::context::{self, TraceContext};
 use super::ids;
+use super::output::MetricSample;
 use super::span::{op, Span};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+// A child of this module so it can read the placement's private parts.
+#[path = "signals.rs"]
+mod signals;
 
 /// How spans are dressed: service, tags, payload capture.
 #[derive(Debug, Clone)]
@@ -32,6 +37,12 @@ pub struct SpanConfig {
     pub max_payload_bytes: usize,
     /// JSON object keys whose values are replaced by `"[redacted]"` in captured payloads.
     pub redact_keys: Vec<String>,
+    /// Produce enhanced metric samples (trace-model.md §6).
+    pub enhanced_metrics: bool,
+    /// State machine names or ARNs that never produce enhanced metrics.
+    pub enhanced_metrics_exclude: Vec<String>,
+    /// Work out which span each event belongs to (needed to forward logs).
+    pub event_owners: bool,
 }
 
 impl Default for SpanConfig {
@@ -43,6 +54,9 @@ impl Default for SpanConfig {
             tags: Vec::new(),
             max_payload_bytes: 16 * 1024,
             redact_keys: Vec::new(),
+            enhanced_metrics: true,
+            enhanced_metrics_exclude: Vec::new(),
+            event_owners: false,
         }
     }
 }
@@ -659,12 +673,37 @@ pub fn build_spans_pruned(
     ctx_override: Option<&TraceContext>,
     pruned: &HashSet<u64>,
 ) -> Vec<Span> {
+    build_full(events, cfg, ctx_override, pruned).spans
+}
+
+/// Everything a finished execution produces: its spans plus, keyed by span
+/// id, its enhanced metric samples and (when `event_owners` is on) the span
+/// each event belongs to.
+#[derive(Debug, Default)]
+pub struct Build {
+    pub spans: Vec<Span>,
+    pub samples: Vec<(u64, MetricSample)>,
+    /// `(event id, span id)`.
+    pub owners: Vec<(u64, u64)>,
+    /// The execution's metric and log tags (`statemachinename:...`, ...), sorted.
+    pub tags: Vec<String>,
+}
+
+/// `build_spans_pruned` with the metric samples and event owners.
+pub fn build_full(
+    events: Vec<&Event>,
+    cfg: &SpanConfig,
+    ctx_override: Option<&TraceContext>,
+    pruned: &HashSet<u64>,
+) -> Build {
     with_placed(events, cfg, pruned, |b| {
-        finish(b, ctx_override, false)
-            .0
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect()
+        let f = finish(b, ctx_override, false);
+        Build {
+            spans: f.spans.into_iter().map(|(s, _)| s).collect(),
+            samples: f.samples,
+            owners: f.owners,
+            tags: f.tags,
+        }
     })
     .unwrap_or_default()
 }
@@ -708,6 +747,11 @@ pub struct ClosedBuild {
     /// Events of exited top-level states, which no later event needs: the
     /// state's exit event stays as the anchor the next state links to.
     pub prunable: Vec<u64>,
+    /// As in `Build` (for every span, closed or not: the caller keeps those
+    /// of the spans it emits).
+    pub samples: Vec<(u64, MetricSample)>,
+    pub owners: Vec<(u64, u64)>,
+    pub tags: Vec<String>,
 }
 
 /// For an execution still running: see `ClosedBuild`.
@@ -718,15 +762,19 @@ pub fn build_closed_spans(
     pruned: &HashSet<u64>,
 ) -> ClosedBuild {
     with_placed(events, cfg, pruned, |b| {
-        let (spans, released) = finish(b, ctx_override, true);
+        let f = finish(b, ctx_override, true);
         ClosedBuild {
-            spans: spans
+            spans: f
+                .spans
                 .into_iter()
                 .filter(|(_, closed)| *closed)
                 .map(|(s, _)| s)
                 .collect(),
-            released,
+            released: f.released,
             prunable: prunable(b),
+            samples: f.samples,
+            owners: f.owners,
+            tags: f.tags,
         }
     })
     .unwrap_or_default()
@@ -768,11 +816,7 @@ fn prunable(b: &Builder<'_>) -> Vec<u64> {
 /// Builds every span with a flag saying whether it is final already; in
 /// `partial` mode (execution still running) the missing terminal event does
 /// not mark spans incomplete. Also returns the events consumed by closed states.
-fn finish(
-    b: &Builder<'_>,
-    ctx_override: Option<&TraceContext>,
-    partial: bool,
-) -> (Vec<(Span, bool)>, Vec<u64>) {
+fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -> Finished {
     let ev = b.events;
     let arn = b.arn;
     let parsed = ExecutionArn::parse(arn).ok();
@@ -1215,5 +1259,35 @@ fn finish(
         }
         done.extend(b.states.iter().filter_map(|st| st.exited.map(|x| ev[x].id)));
     }
-    (spans, done)
+    let want_samples = signals::enabled(b);
+    let tags = if want_samples || b.cfg.event_owners {
+        signals::base_tags(b, &service)
+    } else {
+        Vec::new()
+    };
+    let samples = if want_samples {
+        signals::enhanced_samples(b, &spans, exec_id, &tags)
+    } else {
+        Vec::new()
+    };
+    let owners = if b.cfg.event_owners {
+        signals::event_owners(b, exec_id)
+    } else {
+        Vec::new()
+    };
+    Finished {
+        spans,
+        released: done,
+        samples,
+        owners,
+        tags,
+    }
+}
+
+struct Finished {
+    spans: Vec<(Span, bool)>,
+    released: Vec<u64>,
+    samples: Vec<(u64, MetricSample)>,
+    owners: Vec<(u64, u64)>,
+    tags: Vec<String>,
 }

@@ -5,6 +5,7 @@ pub mod builder;
 pub mod context;
 pub mod ids;
 pub mod joins;
+pub mod output;
 pub mod service;
 pub mod span;
 

@@ -13,9 +13,10 @@
 //! - Mailboxes and the span output are bounded: a slow exporter backs up to
 //!   the hand-off and Firehose gets 503.
 
-use super::builder::{build_closed_spans, build_spans_pruned, SpanConfig};
+use super::builder::{build_closed_spans, build_full, SpanConfig};
 use super::context::TraceContext;
 use super::joins::{self, JoinRegistry};
+use super::output::{Emission, ForwardLogs, LogRecord, MetricSample};
 use super::span::op;
 use super::span::Span;
 use crate::events::Event;
@@ -45,6 +46,8 @@ pub struct StitchConfig {
     /// (and their payloads released); zero turns it off.
     pub incremental_interval: Duration,
     pub spans: SpanConfig,
+    /// Which log events go out with their spans.
+    pub forward_logs: ForwardLogs,
 }
 
 impl Default for StitchConfig {
@@ -59,6 +62,7 @@ impl Default for StitchConfig {
             tick: Duration::from_millis(500),
             incremental_interval: Duration::from_secs(60),
             spans: SpanConfig::default(),
+            forward_logs: ForwardLogs::None,
         }
     }
 }
@@ -141,7 +145,7 @@ impl StitcherHandle {
     /// Starts the shards; spans go to `out` in batches.
     pub fn spawn(
         cfg: StitchConfig,
-        out: mpsc::Sender<Vec<Span>>,
+        out: mpsc::Sender<Emission>,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let n = cfg.shards.max(1);
         let registry = Arc::new(JoinRegistry::new(cfg.max_open_executions.max(1024)));
@@ -274,6 +278,7 @@ fn span_config<'a>(
             "service" => cfg.service = Some(v.to_owned()),
             "env" => cfg.env = Some(v.to_owned()),
             "version" => cfg.version = Some(v.to_owned()),
+            "DD_ENHANCED_METRICS" => cfg.enhanced_metrics = !v.trim().eq_ignore_ascii_case("false"),
             k if k.starts_with("DD_") => {}
             k => cfg.tags.push((k.to_owned(), v.to_owned())),
         }
@@ -286,7 +291,7 @@ struct Shard {
     open: usize,
     cfg: Arc<StitchConfig>,
     joins: Arc<JoinRegistry>,
-    out: mpsc::Sender<Vec<Span>>,
+    out: mpsc::Sender<Emission>,
     execs: HashMap<Arc<str>, Exec>,
     max_open: usize,
     stats: StitchSnapshot,
@@ -295,7 +300,7 @@ struct Shard {
 impl Shard {
     fn new(
         cfg: Arc<StitchConfig>,
-        out: mpsc::Sender<Vec<Span>>,
+        out: mpsc::Sender<Emission>,
         shards: usize,
         joins: Arc<JoinRegistry>,
     ) -> Self {
@@ -556,18 +561,27 @@ impl Shard {
             .into_iter()
             .filter(|s| exec.emitted.insert(s.span_id))
             .collect();
+        let emission = assemble(
+            fresh,
+            built.samples,
+            &built.owners,
+            exec.events.values(),
+            self.cfg.forward_logs,
+            &built.tags,
+        );
         // Every span of a prunable event is emitted by now (now or before).
         for id in built.prunable {
             exec.events.remove(&id);
             exec.pruned.insert(id);
         }
-        if fresh.is_empty() {
+        if emission.spans.is_empty() {
             return;
         }
-        self.stats.incremental_spans += fresh.len() as u64;
-        self.stats.spans_emitted += fresh.len() as u64;
-        metrics::counter!(names::SPANS_EMITTED).increment(fresh.len() as u64);
-        let _ = self.out.send(fresh).await;
+        let n = emission.spans.len() as u64;
+        self.stats.incremental_spans += n;
+        self.stats.spans_emitted += n;
+        metrics::counter!(names::SPANS_EMITTED).increment(n);
+        let _ = self.out.send(emission).await;
     }
 
     /// Builds the execution's spans, emits those not emitted before, and
@@ -612,7 +626,8 @@ impl Shard {
         let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
         exec.events.shrink_to_fit();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let spans = build_spans_pruned(events.iter().collect(), &cfg, ctx.as_ref(), &exec.pruned);
+        let built = build_full(events.iter().collect(), &cfg, ctx.as_ref(), &exec.pruned);
+        let spans = built.spans;
         if exec.context.is_none() && has_start {
             exec.context = spans
                 .iter()
@@ -650,10 +665,60 @@ impl Shard {
         if fresh.is_empty() {
             return;
         }
-        self.stats.spans_emitted += fresh.len() as u64;
-        metrics::counter!(names::SPANS_EMITTED).increment(fresh.len() as u64);
+        let emission = assemble(
+            fresh,
+            built.samples,
+            &built.owners,
+            events.iter(),
+            self.cfg.forward_logs,
+            &built.tags,
+        );
+        let n = emission.spans.len() as u64;
+        self.stats.spans_emitted += n;
+        metrics::counter!(names::SPANS_EMITTED).increment(n);
         // Bounded: a slow exporter stalls this shard, then the hand-off.
-        let _ = self.out.send(fresh).await;
+        let _ = self.out.send(emission).await;
+    }
+}
+
+/// The spans emitted now, with the metric samples and log events that
+/// belong to them (each goes out exactly once, with its span).
+fn assemble<'e>(
+    fresh: Vec<Span>,
+    samples: Vec<(u64, MetricSample)>,
+    owners: &[(u64, u64)],
+    events: impl Iterator<Item = &'e Event>,
+    forward: ForwardLogs,
+    tags: &[String],
+) -> Emission {
+    let ids: HashMap<u64, usize> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
+    let metrics = samples
+        .into_iter()
+        .filter(|(owner, _)| ids.contains_key(owner))
+        .map(|(_, m)| m)
+        .collect();
+    let mut logs = Vec::new();
+    if forward != ForwardLogs::None && !owners.is_empty() {
+        let owner_of: HashMap<u64, u64> = owners.iter().copied().collect();
+        for e in events {
+            if forward == ForwardLogs::Errors && !LogRecord::is_error_event(&e.kind) {
+                continue;
+            }
+            let Some(&i) = owner_of.get(&e.id).and_then(|o| ids.get(o)) else {
+                continue;
+            };
+            logs.push((e.id, LogRecord::from_event(e, &fresh[i], tags)));
+        }
+        logs.sort_by_key(|(id, _)| *id);
+    }
+    Emission {
+        spans: fresh,
+        metrics,
+        logs: logs.into_iter().map(|(_, l)| l).collect(),
     }
 }
 
@@ -750,10 +815,10 @@ mod tests {
         }
     }
 
-    async fn drain(rx: &mut mpsc::Receiver<Vec<Span>>) -> Vec<Span> {
+    async fn drain(rx: &mut mpsc::Receiver<Emission>) -> Vec<Span> {
         let mut all = Vec::new();
         while let Ok(batch) = rx.try_recv() {
-            all.extend(batch);
+            all.extend(batch.spans);
         }
         all
     }
@@ -1038,7 +1103,7 @@ mod incremental_tests {
             h.send(batch, attrs.clone()).await.unwrap();
             tokio::time::sleep(Duration::from_secs(120)).await;
             while let Ok(b) = rx.try_recv() {
-                emitted.extend(b);
+                emitted.extend(b.spans);
             }
             let names: HashSet<&str> = emitted.iter().map(|s| s.resource.as_str()).collect();
             let snap = h.snapshot().await.unwrap();
@@ -1063,7 +1128,7 @@ mod incremental_tests {
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
         while let Ok(b) = rx.try_recv() {
-            emitted.extend(b);
+            emitted.extend(b.spans);
         }
         // Emitted once each, and exactly what one final build makes.
         let ids: HashSet<u64> = emitted.iter().map(|s| s.span_id).collect();

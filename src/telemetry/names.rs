@@ -62,3 +62,21 @@ pub const STITCH_DUPLICATE_EVENTS: &str = "stepstitch_stitch_duplicate_events";
 pub const STITCH_LATE_EVENTS: &str = "stepstitch_stitch_late_events";
 /// Gauge (monotonic): events whose causal parent never arrived.
 pub const STITCH_ORPHANED_EVENTS: &str = "stepstitch_stitch_orphaned_events";
+/// Counter: enhanced metric samples stamped at processing time because their
+/// event time was outside what the series intake accepts.
+pub const METRICS_RESTAMPED: &str = "stepstitch_metrics_restamped_total";
+/// Counter: metric series dropped unflushed to keep the aggregator bounded.
+pub const METRICS_DROPPED: &str = "stepstitch_metrics_dropped_total";
+/// Counter `{exporter, signal}`: items (spans, metric points, logs) delivered.
+pub const EXPORT_ITEMS_SENT: &str = "stepstitch_export_items_sent_total";
+/// Counter `{exporter, signal, reason}`: items dropped by an allowed policy
+/// (`rejected` 4xx, `too_large`, `shutdown`, `encode`).
+pub const EXPORT_ITEMS_DROPPED: &str = "stepstitch_export_items_dropped_total";
+/// Counter `{exporter, signal, outcome}`: export HTTP requests by outcome
+/// (`ok`, `retry`, `rejected`, `split`, `network`).
+pub const EXPORT_REQUESTS: &str = "stepstitch_export_requests_total";
+/// Gauge `{exporter}`: bytes buffered for an exporter (bounded by
+/// STEPSTITCH_EXPORT_BUFFER_BYTES).
+pub const EXPORT_BUFFERED_BYTES: &str = "stepstitch_export_buffered_bytes";
+/// Histogram `{exporter, signal}` (seconds): time to deliver one request, retries included.
+pub const EXPORT_DELIVERY_DURATION: &str = "stepstitch_export_delivery_duration_seconds";

@@ -1,0 +1,275 @@
+//! The Datadog exporters: `datadog` (agentless, straight to the intake with
+//! `DD_API_KEY`) and `datadog-agent` (traces to the Agent's trace API,
+//! metrics over DogStatsD; the Agent computes APM stats and adds its host
+//! metadata). Logs always go to the logs intake and need `DD_API_KEY`.
+
+pub mod dogstatsd;
+pub mod logs;
+pub mod metrics;
+pub mod sites;
+pub mod traces;
+
+use super::delivery::{spawn_lane, Budget, LaneConfig, LaneSender, Transport};
+use super::item::ExportItem;
+use crate::stitch::output::MetricKind;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    e.write_all(data)?;
+    e.finish()
+}
+
+pub(crate) fn deflate(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    e.write_all(data)?;
+    e.finish()
+}
+
+/// What both Datadog exporters need to know.
+#[derive(Debug, Clone)]
+pub struct DatadogConfig {
+    pub api_key: Option<String>,
+    pub endpoints: sites::Endpoints,
+    pub env: Option<String>,
+    pub version: Option<String>,
+    pub trace_agent_url: Option<String>,
+    pub dogstatsd_url: Option<String>,
+    pub forward_logs: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatadogError {
+    #[error("the datadog exporter needs DD_API_KEY")]
+    NoApiKey,
+    #[error("the datadog-agent exporter needs DD_TRACE_AGENT_URL")]
+    NoAgentUrl,
+    #[error("DD_TRACE_AGENT_URL: only http:// and https:// are supported (got {0:?}); Unix sockets are not yet")]
+    AgentScheme(String),
+    #[error(transparent)]
+    DogStatsd(#[from] dogstatsd::DogStatsdError),
+}
+
+/// A process-unique id for the tracer payloads of this run.
+fn runtime_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:032x}", t ^ (u128::from(std::process::id()) << 96))
+}
+
+struct LogsLane {
+    lane: LaneSender<logs::Logs>,
+}
+
+impl LogsLane {
+    async fn accept(&self, item: &ExportItem) {
+        if let ExportItem::Logs(l) = item {
+            self.lane.send(l.iter().map(logs::log_item).collect()).await;
+        }
+    }
+}
+
+fn logs_lane(
+    cfg: &DatadogConfig,
+    transport: &Arc<dyn Transport>,
+    budget: &Budget,
+    lane_cfg: &LaneConfig,
+    give_up: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Option<LogsLane> {
+    let key = cfg.api_key.clone().filter(|_| cfg.forward_logs)?;
+    let (lane, t) = spawn_lane(
+        logs::Logs {
+            url: cfg.endpoints.logs.clone(),
+            api_key: key,
+        },
+        transport.clone(),
+        budget.clone(),
+        lane_cfg.clone(),
+        give_up.clone(),
+    );
+    tasks.push(t);
+    Some(LogsLane { lane })
+}
+
+/// Agentless: traces, series, distributions and logs lanes to the intake.
+pub struct DatadogExporter {
+    traces: LaneSender<traces::IntakeTraces>,
+    series: LaneSender<metrics::Series>,
+    distributions: LaneSender<metrics::Distributions>,
+    logs: Option<LogsLane>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl DatadogExporter {
+    pub fn spawn(
+        cfg: &DatadogConfig,
+        transport: Arc<dyn Transport>,
+        budget: Budget,
+        lane_cfg: LaneConfig,
+        give_up: watch::Receiver<bool>,
+    ) -> Result<Self, DatadogError> {
+        let key = cfg.api_key.clone().ok_or(DatadogError::NoApiKey)?;
+        let mut tasks = Vec::new();
+        let (traces, t) = spawn_lane(
+            traces::IntakeTraces {
+                url: cfg.endpoints.traces.clone(),
+                api_key: key.clone(),
+                env: cfg.env.clone().unwrap_or_default(),
+                app_version: cfg.version.clone().unwrap_or_default(),
+                runtime_id: runtime_id(),
+            },
+            transport.clone(),
+            budget.clone(),
+            lane_cfg.clone(),
+            give_up.clone(),
+        );
+        tasks.push(t);
+        let (series, t) = spawn_lane(
+            metrics::Series {
+                url: cfg.endpoints.series.clone(),
+                api_key: key.clone(),
+            },
+            transport.clone(),
+            budget.clone(),
+            lane_cfg.clone(),
+            give_up.clone(),
+        );
+        tasks.push(t);
+        let (distributions, t) = spawn_lane(
+            metrics::Distributions {
+                url: cfg.endpoints.distributions.clone(),
+                api_key: key,
+            },
+            transport.clone(),
+            budget.clone(),
+            lane_cfg.clone(),
+            give_up.clone(),
+        );
+        tasks.push(t);
+        let logs = logs_lane(cfg, &transport, &budget, &lane_cfg, &give_up, &mut tasks);
+        Ok(Self {
+            traces,
+            series,
+            distributions,
+            logs,
+            tasks,
+        })
+    }
+
+    pub async fn accept(&self, item: &ExportItem) {
+        match item {
+            ExportItem::Spans(spans) => {
+                let chunks = traces::by_trace(spans)
+                    .into_iter()
+                    .map(traces::chunk)
+                    .collect();
+                self.traces.send(chunks).await;
+            }
+            ExportItem::Metrics(points) => {
+                let series = points.iter().filter_map(metrics::series_item).collect();
+                self.series.send(series).await;
+                let dist = points
+                    .iter()
+                    .filter(|p| p.kind == MetricKind::Distribution)
+                    .filter_map(metrics::distribution_item)
+                    .collect();
+                self.distributions.send(dist).await;
+            }
+            ExportItem::Logs(_) => {
+                if let Some(l) = &self.logs {
+                    l.accept(item).await;
+                }
+            }
+        }
+    }
+}
+
+/// Through a Datadog Agent: traces to its trace API, metrics to DogStatsD.
+pub struct AgentExporter {
+    traces: LaneSender<traces::AgentTraces>,
+    statsd: Option<dogstatsd::DogStatsd>,
+    logs: Option<LogsLane>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl AgentExporter {
+    pub async fn spawn(
+        cfg: &DatadogConfig,
+        transport: Arc<dyn Transport>,
+        budget: Budget,
+        lane_cfg: LaneConfig,
+        give_up: watch::Receiver<bool>,
+    ) -> Result<Self, DatadogError> {
+        let url = cfg
+            .trace_agent_url
+            .clone()
+            .ok_or(DatadogError::NoAgentUrl)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(DatadogError::AgentScheme(url));
+        }
+        let statsd = match &cfg.dogstatsd_url {
+            Some(u) => Some(dogstatsd::DogStatsd::connect(u).await?),
+            None => None,
+        };
+        let mut tasks = Vec::new();
+        let (traces, t) = spawn_lane(
+            traces::AgentTraces {
+                url: format!("{}/v0.4/traces", url.trim_end_matches('/')),
+            },
+            transport.clone(),
+            budget.clone(),
+            lane_cfg.clone(),
+            give_up.clone(),
+        );
+        tasks.push(t);
+        let logs = logs_lane(cfg, &transport, &budget, &lane_cfg, &give_up, &mut tasks);
+        Ok(Self {
+            traces,
+            statsd,
+            logs,
+            tasks,
+        })
+    }
+
+    pub async fn accept(&self, item: &ExportItem) {
+        match item {
+            ExportItem::Spans(spans) => {
+                let mut out = Vec::new();
+                for chunk in traces::by_trace(spans) {
+                    match traces::AgentTrace::new(chunk) {
+                        Ok(t) => out.push(t),
+                        Err(e) => {
+                            ::metrics::counter!(crate::telemetry::names::EXPORT_ITEMS_DROPPED,
+                                "exporter" => "datadog-agent", "signal" => "traces", "reason" => "encode")
+                            .increment(1);
+                            tracing::error!(error = %e, "cannot encode a trace as msgpack");
+                        }
+                    }
+                }
+                self.traces.send(out).await;
+            }
+            ExportItem::Metrics(points) => {
+                if let Some(s) = &self.statsd {
+                    s.send(points).await;
+                }
+            }
+            ExportItem::Logs(_) => {
+                if let Some(l) = &self.logs {
+                    l.accept(item).await;
+                }
+            }
+        }
+    }
+}
