@@ -200,3 +200,23 @@ impl<'a> Post<'a> {
         })
     }
 }
+
+/// Sends `(state machine, log line)` pairs in requests of `per_request`
+/// lines (one record per state machine per request); every answer must be 200.
+pub async fn send_lines(
+    server: &super::Server,
+    lines: &[(String, String)],
+    per_request: usize,
+    id_prefix: &str,
+) {
+    for (i, chunk) in lines.chunks(per_request).enumerate() {
+        let mut by_sm: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (sm, l) in chunk {
+            by_sm.entry(sm).or_default().push(l.clone());
+        }
+        let records: Vec<String> = by_sm.iter().map(|(sm, ls)| cwl_record(ls, sm)).collect();
+        let id = format!("{id_prefix}-{i}");
+        let a = Post::new(server, &id).send(body(&id, &records)).await;
+        assert_eq!(a.status, 200, "{id}: {}", a.json);
+    }
+}
