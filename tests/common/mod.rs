@@ -4,6 +4,7 @@
 
 pub mod firehose;
 pub mod fixtures;
+pub mod intake;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
