@@ -264,8 +264,10 @@ async fn retries_split_on_413_and_drop_rejected_batches_with_a_count() {
     let ids: Vec<u64> = spans.iter().map(|(_, s)| s.span_id).collect();
     assert_eq!(ids.len(), want.len(), "no span twice");
     assert_eq!(ids.into_iter().collect::<HashSet<_>>(), want);
-    let r = intake.received.lock().unwrap();
-    let traces: Vec<(u16, usize)> = r
+    let traces: Vec<(u16, usize)> = intake
+        .received
+        .lock()
+        .unwrap()
         .requests
         .iter()
         .filter(|q| q.path == TRACES)
@@ -280,7 +282,6 @@ async fn retries_split_on_413_and_drop_rejected_batches_with_a_count() {
         .iter()
         .filter(|t| t.0 == 202)
         .all(|t| t.1 <= 3 && t.1 > 0));
-    drop(r);
     wait_for("the rejected series to be counted", 20, || {
         let logs = s.logs().join("\n");
         logs.contains("intake rejected a batch").then_some(())
@@ -410,10 +411,15 @@ async fn a_bad_api_key_is_rejected_not_retried_and_counted() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = intake.received.lock().unwrap();
-    let trace_requests = r.requests.iter().filter(|q| q.path == TRACES).count();
+    let trace_requests = intake
+        .received
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|q| q.path == TRACES)
+        .count();
     assert_eq!(trace_requests, 1, "a 403 is not retried");
-    drop(r);
     let dropped = s
         .metric(
             "stepstitch_export_items_dropped_total{exporter=\"datadog\",signal=\"traces\",reason=\"rejected\"}",
