@@ -17,6 +17,13 @@ if [ ! -f ../shared/tools/aws-peers/moto_sfn_server.py ] && [ -z "${STEPSTITCH_A
   exit 1
 fi
 
+say "test peer: Datadog's APM test agent (Python virtualenv .venv-dd)"
+if ! .venv-dd/bin/ddapm-test-agent --version >/dev/null 2>&1; then
+  python3 -m venv .venv-dd
+  .venv-dd/bin/pip install --quiet --disable-pip-version-check -r tests/dd-agent-requirements.txt
+fi
+export STEPSTITCH_DD_AGENT_BIN="$PWD/.venv-dd/bin/ddapm-test-agent"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install --locked cargo-nextest
