@@ -62,6 +62,21 @@ pub fn lines(points: &[MetricPoint]) -> Vec<String> {
     out
 }
 
+/// `udp://{host}:8125` for a trace agent URL `http(s)://{host}[:port][/...]`.
+pub fn default_url(trace_agent_url: &str) -> String {
+    let rest = trace_agent_url
+        .split_once("://")
+        .map_or(trace_agent_url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if let Some(end) = authority.find(']') {
+        &authority[..=end]
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    format!("udp://{host}:8125")
+}
+
 impl DogStatsd {
     pub async fn connect(url: &str) -> Result<Self, DogStatsdError> {
         if let Some(addr) = url.strip_prefix("udp://") {
@@ -150,6 +165,20 @@ mod tests {
             delta,
             values,
         }
+    }
+
+    #[test]
+    fn default_url_is_the_agent_host_on_8125() {
+        assert_eq!(
+            default_url("http://datadog-agent:8126"),
+            "udp://datadog-agent:8125"
+        );
+        assert_eq!(
+            default_url("https://10.0.0.7/some/path"),
+            "udp://10.0.0.7:8125"
+        );
+        assert_eq!(default_url("http://[fd00::1]:8126"), "udp://[fd00::1]:8125");
+        assert_eq!(default_url("http://u:p@agent:8126"), "udp://agent:8125");
     }
 
     #[test]

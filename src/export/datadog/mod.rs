@@ -199,7 +199,7 @@ impl DatadogExporter {
 /// Through a Datadog Agent: traces to its trace API, metrics to DogStatsD.
 pub struct AgentExporter {
     traces: LaneSender<traces::AgentTraces>,
-    statsd: Option<dogstatsd::DogStatsd>,
+    statsd: dogstatsd::DogStatsd,
     logs: Option<LogsLane>,
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -219,10 +219,13 @@ impl AgentExporter {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(DatadogError::AgentScheme(url));
         }
-        let statsd = match &cfg.dogstatsd_url {
-            Some(u) => Some(dogstatsd::DogStatsd::connect(u).await?),
-            None => None,
-        };
+        // Like Datadog's libraries: without DD_DOGSTATSD_URL, DogStatsD is
+        // on the trace agent's host, port 8125.
+        let statsd_url = cfg
+            .dogstatsd_url
+            .clone()
+            .unwrap_or_else(|| dogstatsd::default_url(&url));
+        let statsd = dogstatsd::DogStatsd::connect(&statsd_url).await?;
         let mut tasks = Vec::new();
         let (traces, t) = spawn_lane(
             traces::AgentTraces {
@@ -260,11 +263,7 @@ impl AgentExporter {
                 }
                 self.traces.send(out).await;
             }
-            ExportItem::Metrics(points) => {
-                if let Some(s) = &self.statsd {
-                    s.send(points).await;
-                }
-            }
+            ExportItem::Metrics(points) => self.statsd.send(points).await,
             ExportItem::Logs(_) => {
                 if let Some(l) = &self.logs {
                     l.accept(item).await;
