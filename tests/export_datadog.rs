@@ -211,7 +211,13 @@ async fn traces_metrics_and_logs_arrive_decoded_and_correlated() {
                 s["points"][0]["value"].as_f64().unwrap(),
             );
         }
-        (last.values().sum::<f64>() == n_exec).then_some(())
+        let exec_times: usize = r
+            .distributions
+            .iter()
+            .filter(|d| d["metric"] == "aws.states.enhanced.execution.execution_time")
+            .map(|d| d["points"][0][1].as_array().unwrap().len())
+            .sum();
+        (last.values().sum::<f64>() == n_exec && exec_times >= fs.len()).then_some(())
     })
     .await;
     let r = intake.received.lock().unwrap();

@@ -371,3 +371,176 @@ pub enum LineError {
     #[error(transparent)]
     Event(EventError),
 }
+
+/// The inverse of [`WireDetails::into_details`]: the `details` object as AWS
+/// writes it (camelCase members, payloads as JSON text with their
+/// `*Details.truncated`), so an event can be written back as a log line that
+/// reads back to an equal event (durable snapshots, forwarded logs).
+pub fn details_to_wire(d: &Details) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut m = Map::new();
+    fn put(m: &mut Map<String, Value>, k: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            m.insert(k.into(), Value::String(v.into()));
+        }
+    }
+    fn put_num(m: &mut Map<String, Value>, k: &str, v: Option<u64>) {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    fn put_payload(m: &mut Map<String, Value>, k: &str, p: &Option<Payload>, with_details: bool) {
+        if let Some(p) = p {
+            m.insert(k.into(), Value::String(p.text.to_string()));
+            if with_details {
+                m.insert(
+                    format!("{k}Details"),
+                    json!({ "truncated": p.aws_truncated }),
+                );
+            }
+        }
+    }
+    fn put_failure(m: &mut Map<String, Value>, f: &Failure) {
+        put(m, "error", f.error.as_deref());
+        put(m, "cause", f.cause.as_deref());
+    }
+    fn put_resource(m: &mut Map<String, Value>, r: &TaskResource) {
+        put(m, "resourceType", r.resource_type.as_deref());
+        put(m, "resource", r.resource.as_deref());
+    }
+    fn put_role(m: &mut Map<String, Value>, role: &Option<Box<str>>) {
+        if let Some(r) = role {
+            m.insert("taskCredentials".into(), json!({ "roleArn": r.as_ref() }));
+        }
+    }
+    match d {
+        Details::None => {}
+        Details::ExecutionStarted {
+            input,
+            role_arn,
+            state_machine_alias_arn,
+            state_machine_version_arn,
+        } => {
+            put_payload(&mut m, "input", input, true);
+            put(&mut m, "roleArn", role_arn.as_deref());
+            put(
+                &mut m,
+                "stateMachineAliasArn",
+                state_machine_alias_arn.as_deref(),
+            );
+            put(
+                &mut m,
+                "stateMachineVersionArn",
+                state_machine_version_arn.as_deref(),
+            );
+        }
+        Details::Output { output } => put_payload(&mut m, "output", output, true),
+        Details::Failure(f) => put_failure(&mut m, f),
+        Details::ExecutionRedriven { redrive_count } => {
+            put_num(&mut m, "redriveCount", redrive_count.map(u64::from))
+        }
+        Details::StateEntered { name, input } => {
+            put(&mut m, "name", Some(name));
+            put_payload(&mut m, "input", input, true);
+        }
+        Details::StateExited {
+            name,
+            output,
+            assigned_variables,
+            assigned_variables_aws_truncated,
+        } => {
+            put(&mut m, "name", Some(name));
+            put_payload(&mut m, "output", output, true);
+            if !assigned_variables.is_empty() || *assigned_variables_aws_truncated {
+                let vars: Map<String, Value> = assigned_variables
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                    .collect();
+                m.insert("assignedVariables".into(), Value::Object(vars));
+                m.insert(
+                    "assignedVariablesDetails".into(),
+                    json!({ "truncated": assigned_variables_aws_truncated }),
+                );
+            }
+        }
+        Details::TaskScheduled {
+            resource,
+            region,
+            parameters,
+            timeout_in_seconds,
+            heartbeat_in_seconds,
+            task_credentials_role_arn,
+        } => {
+            put_resource(&mut m, resource);
+            put(&mut m, "region", region.as_deref());
+            put_payload(&mut m, "parameters", parameters, false);
+            put_num(&mut m, "timeoutInSeconds", *timeout_in_seconds);
+            put_num(&mut m, "heartbeatInSeconds", *heartbeat_in_seconds);
+            put_role(&mut m, task_credentials_role_arn);
+        }
+        Details::TaskStarted(r) => put_resource(&mut m, r),
+        Details::TaskOutput { resource, output } => {
+            put_resource(&mut m, resource);
+            put_payload(&mut m, "output", output, true);
+        }
+        Details::TaskFailure { resource, failure } => {
+            put_resource(&mut m, resource);
+            put_failure(&mut m, failure);
+        }
+        Details::ActivityScheduled {
+            resource,
+            input,
+            timeout_in_seconds,
+            heartbeat_in_seconds,
+        } => {
+            put(&mut m, "resource", resource.as_deref());
+            put_payload(&mut m, "input", input, true);
+            put_num(&mut m, "timeoutInSeconds", *timeout_in_seconds);
+            put_num(&mut m, "heartbeatInSeconds", *heartbeat_in_seconds);
+        }
+        Details::ActivityStarted { worker_name } => {
+            put(&mut m, "workerName", worker_name.as_deref())
+        }
+        Details::LambdaScheduled {
+            resource,
+            input,
+            timeout_in_seconds,
+            task_credentials_role_arn,
+        } => {
+            put(&mut m, "resource", resource.as_deref());
+            put_payload(&mut m, "input", input, true);
+            put_num(&mut m, "timeoutInSeconds", *timeout_in_seconds);
+            put_role(&mut m, task_credentials_role_arn);
+        }
+        Details::MapStateStarted { length } => put_num(&mut m, "length", *length),
+        Details::MapIteration { name, index } => {
+            put(&mut m, "name", name.as_deref());
+            put_num(&mut m, "index", *index);
+        }
+        Details::MapRunStarted { map_run_arn } => put(&mut m, "mapRunArn", map_run_arn.as_deref()),
+        Details::MapRunRedriven {
+            map_run_arn,
+            redrive_count,
+        } => {
+            put(&mut m, "mapRunArn", map_run_arn.as_deref());
+            put_num(&mut m, "redriveCount", redrive_count.map(u64::from));
+        }
+        Details::EvaluationFailed {
+            failure,
+            location,
+            state,
+        } => {
+            put_failure(&mut m, failure);
+            put(&mut m, "location", location.as_deref());
+            put(&mut m, "state", state.as_deref());
+        }
+        Details::Other(o) => {
+            put(&mut m, "name", o.name.as_deref());
+            put_resource(&mut m, &o.resource);
+            put_payload(&mut m, "input", &o.input, true);
+            put_payload(&mut m, "output", &o.output, true);
+            put_failure(&mut m, &o.failure);
+        }
+    }
+    Value::Object(m)
+}

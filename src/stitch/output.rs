@@ -96,11 +96,26 @@ struct EventLine<'a> {
     id: String,
     #[serde(rename = "type")]
     kind: &'a str,
-    details: &'a crate::events::Details,
+    details: serde_json::Value,
     previous_event_id: String,
     event_timestamp: String,
     execution_arn: &'a str,
     redrive_count: String,
+}
+
+/// The event as a CloudWatch log line; `parse_log_line` reads it back to an
+/// equal event (without `source`), which is what durable snapshots rely on.
+pub fn event_line(e: &crate::events::Event) -> String {
+    let line = EventLine {
+        id: e.id.to_string(),
+        kind: e.kind.as_str(),
+        details: crate::events::wire::details_to_wire(&e.details),
+        previous_event_id: e.previous_event_id.to_string(),
+        event_timestamp: e.timestamp_ms.to_string(),
+        execution_arn: &e.execution_arn,
+        redrive_count: e.redrive_count.to_string(),
+    };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 impl LogRecord {
@@ -110,19 +125,10 @@ impl LogRecord {
     }
 
     pub fn from_event(e: &crate::events::Event, span: &Span, tags: &[String]) -> Self {
-        let line = EventLine {
-            id: e.id.to_string(),
-            kind: e.kind.as_str(),
-            details: &e.details,
-            previous_event_id: e.previous_event_id.to_string(),
-            event_timestamp: e.timestamp_ms.to_string(),
-            execution_arn: &e.execution_arn,
-            redrive_count: e.redrive_count.to_string(),
-        };
         LogRecord {
             timestamp_ms: e.timestamp_ms,
             error: Self::is_error_event(&e.kind),
-            message: serde_json::to_string(&line).unwrap_or_default(),
+            message: event_line(e),
             trace_id: span.trace_id,
             span_id: span.span_id,
             service: span.service.clone(),
