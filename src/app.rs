@@ -5,11 +5,16 @@ use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ExportTarget, Settings};
 use crate::decode;
+use crate::durable::ledger::Ledger;
+use crate::durable::recovery::{self, Paths};
+use crate::durable::snapshotter::Snapshotter;
+use crate::durable::wal::{Wal, WalConfig};
 use crate::export::aggregate::Aggregator;
 use crate::export::datadog::sites::Endpoints;
 use crate::export::datadog::{AgentExporter, DatadogConfig, DatadogExporter};
 use crate::export::delivery::{self, Budget, LaneConfig, Transport};
-use crate::export::hub::Hub;
+use crate::export::hub::{Hub, HubDurability};
+use crate::export::receipt::Outbox;
 use crate::export::{spawn_jsonl_exporter, Exporter};
 use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
 use crate::lifecycle::Lifecycle;
@@ -180,6 +185,38 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             })?,
         ))),
     };
+    // Durable state: the newest snapshot and a repaired log tail.
+    let paths = Paths::new(&settings.data_dir);
+    let scan = recovery::scan(&paths).with_context(|| {
+        format!(
+            "invalid STEPSTITCH_DATA_DIR: cannot read durable state in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let (ledger, delivered) = Ledger::open(&paths.ledger).with_context(|| {
+        format!(
+            "invalid STEPSTITCH_DATA_DIR: cannot open the export ledger in {}",
+            paths.ledger.display()
+        )
+    })?;
+    let ledger = Arc::new(ledger);
+    let outbox = Arc::new(Outbox::default());
+    let (wal, pins) = Wal::open(
+        WalConfig {
+            dir: paths.wal.clone(),
+            segment_bytes: settings.wal_segment_bytes,
+            max_bytes: settings.data_max_bytes,
+            fsync: true,
+        },
+        scan.next_seq,
+    )
+    .with_context(|| {
+        format!(
+            "invalid STEPSTITCH_DATA_DIR: cannot open the write-ahead log in {}",
+            paths.wal.display()
+        )
+    })?;
+
     // Exporters, then the stitcher feeding them, then the hand-off feeding it.
     let (give_up_tx, give_up_rx) = watch::channel(false);
     let hub = Hub {
@@ -187,10 +224,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         aggregator: Aggregator::new(MAX_METRIC_SERIES),
         clock: clock.clone(),
         metrics_interval: settings.metrics_flush_interval,
+        durability: Some(HubDurability {
+            ledger: ledger.clone(),
+            outbox: outbox.clone(),
+            delivered,
+        }),
     };
     let (emissions_tx, emissions_rx) = tokio::sync::mpsc::channel(EMISSIONS_QUEUED);
     let exporter = tokio::spawn(hub.run(emissions_rx));
-    let (stitcher, shard_tasks) = StitcherHandle::spawn(stitch_config(&settings), emissions_tx);
+    let (stitcher, shard_tasks) =
+        StitcherHandle::spawn(stitch_config(&settings), emissions_tx.clone());
     let exporters: Vec<String> = settings
         .export
         .iter()
@@ -207,21 +250,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let consumer = spawn_event_consumer(rx, events_out, totals.clone(), Some(stitcher.clone()))
         .context("starting the event consumer")?;
 
+    let ingest_limits = IngestLimits {
+        max_body_bytes: settings.max_body_bytes,
+        decode: decode::Limits {
+            max_record_decoded_bytes: settings.max_record_decoded_bytes,
+            max_request_decoded_bytes: settings.max_request_decoded_bytes,
+        },
+    };
     let ingest_state = Arc::new(IngestState {
         keys: keys.clone(),
-        limits: IngestLimits {
-            max_body_bytes: settings.max_body_bytes,
-            decode: decode::Limits {
-                max_record_decoded_bytes: settings.max_record_decoded_bytes,
-                max_request_decoded_bytes: settings.max_request_decoded_bytes,
-            },
-        },
+        limits: ingest_limits,
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             settings.max_concurrent_requests,
         )),
         handoff: handoff.clone(),
         lifecycle: lifecycle.clone(),
         clock: clock.clone(),
+        wal: Some(wal.clone()),
     });
     let admin_state = AdminState {
         lifecycle: lifecycle.clone(),
@@ -284,6 +329,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     });
 
+    // Recovery before readiness: until it is done, Firehose gets 503s.
+    let started = std::time::Instant::now();
+    let snapshot_seq = scan.snapshot.as_ref().map_or(1, |(n, _)| n + 1);
+    let replayed = recovery::replay(
+        &paths,
+        scan.snapshot.map(|(_, s)| s),
+        &stitcher,
+        &emissions_tx,
+        &pins,
+        ingest_limits,
+    )
+    .await?;
+    drop(emissions_tx);
+    tracing::info!(
+        replayed_records = replayed,
+        dropped_tail_bytes = scan.dropped_tail_bytes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "recovered durable state"
+    );
+    let (snap_stop_tx, snap_stop_rx) = watch::channel(false);
+    let snapshotter = tokio::spawn(
+        Snapshotter {
+            paths: paths.clone(),
+            wal: wal.clone(),
+            ledger: ledger.clone(),
+            stitcher: stitcher.clone(),
+            clock: clock.clone(),
+            next: snapshot_seq,
+            max_bytes: settings.data_max_bytes,
+        }
+        .run(settings.snapshot_interval, snap_stop_rx),
+    );
+
     lifecycle.set_ready(true);
     metrics::gauge!(names::READY).set(1.0);
     // Logged once serving and ready: scripts and tests wait for this line.
@@ -313,28 +391,58 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         Err(_) => tracing::warn!("hand-off not drained within the shutdown timeout"),
     }
-    // Without durable state yet, what is open is emitted now (incomplete if
-    // it has no terminal event) rather than lost with the process.
-    match tokio::time::timeout_at(deadline, stitcher.stop()).await {
-        Ok(_) => {
-            for t in shard_tasks {
-                let _ = t.await;
-            }
-            tracing::info!("stitcher flushed");
-        }
+    // What is open is emitted now (incomplete if it has no terminal event);
+    // the exporters then deliver until the deadline; what they could not
+    // deliver stays in the outbox, which the final snapshot keeps for the
+    // next start.
+    match tokio::time::timeout_at(deadline, stitcher.flush_all()).await {
+        Ok(_) => tracing::info!("stitcher flushed"),
         Err(_) => tracing::warn!("stitcher not flushed within the shutdown timeout"),
+    }
+    let _ = snap_stop_tx.send(true);
+    let mut snapshotter = match snapshotter.await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot task failed");
+            None
+        }
+    };
+    while !outbox.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !outbox.is_empty() {
+        tracing::warn!(
+            emissions = outbox.len(),
+            "exporters not done within the shutdown timeout; undelivered data is kept for the next start"
+        );
+        let _ = give_up_tx.send(true);
+    }
+    if let Some(s) = snapshotter.as_mut() {
+        match tokio::time::timeout(Duration::from_secs(5), s.take()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "final snapshot failed; the log replays at the next start")
+            }
+            Err(_) => {
+                tracing::error!("final snapshot timed out; the log replays at the next start")
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), stitcher.stop()).await;
+    for t in shard_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
     }
     drop(stitcher);
     let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     // The shards' senders are gone: the hub flushes the metric windows and
-    // the exporters deliver what they hold, until the deadline.
+    // the exporters deliver them, until the deadline.
     let mut exporter = exporter;
     match tokio::time::timeout_at(deadline, &mut exporter).await {
         Ok(_) => tracing::info!("exporters flushed"),
         Err(_) => {
             tracing::warn!(
-                "exporters not flushed within the shutdown timeout; dropping what is undelivered"
+                "exporters not flushed within the shutdown timeout; dropping undelivered metrics"
             );
             let _ = give_up_tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(2), exporter).await;

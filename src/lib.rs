@@ -12,6 +12,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod durable;
 pub mod events;
 pub mod export;
 pub mod firehose;

@@ -79,13 +79,13 @@ async fn run(batches: Vec<Vec<Event>>) -> Vec<Span> {
     };
     let (h, _) = StitcherHandle::spawn(cfg, tx);
     for b in batches {
-        h.send(b, Arc::new(CommonAttributes::default()))
+        h.send(b, Arc::new(CommonAttributes::default()), None)
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut spans = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(stepstitch::stitch::output::StitchOut::Emission(b)) = rx.try_recv() {
         spans.extend(b.spans);
     }
     spans
@@ -290,7 +290,7 @@ async fn incremental_emission_and_pruning_over_every_fixture() {
             let n = events.len();
             let part: Vec<Event> = events[phase * n / 3..(phase + 1) * n / 3].to_vec();
             if !part.is_empty() {
-                h.send(part, attrs.clone()).await.unwrap();
+                h.send(part, attrs.clone(), None).await.unwrap();
             }
         }
         // Quiet for longer than grace + interval: running executions emit and prune.
@@ -299,7 +299,7 @@ async fn incremental_emission_and_pruning_over_every_fixture() {
     let snap = h.snapshot().await.unwrap();
     assert!(snap.incremental_spans > 100, "{snap:?}");
     let mut got: Vec<Span> = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(stepstitch::stitch::output::StitchOut::Emission(b)) = rx.try_recv() {
         got.extend(b.spans);
     }
     let mut want: Vec<Span> = all
@@ -347,7 +347,7 @@ async fn redrive_after_retention_adds_only_the_redrive() {
         .iter()
         .position(|e| e.kind == EventKind::ExecutionRedriven)
         .unwrap();
-    h.send(events[..redriven].to_vec(), attrs.clone())
+    h.send(events[..redriven].to_vec(), attrs.clone(), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(47 * 60)).await;
@@ -356,10 +356,12 @@ async fn redrive_after_retention_adds_only_the_redrive() {
         0,
         "forgotten"
     );
-    h.send(events[redriven..].to_vec(), attrs).await.unwrap();
+    h.send(events[redriven..].to_vec(), attrs, None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut got: Vec<Span> = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(stepstitch::stitch::output::StitchOut::Emission(b)) = rx.try_recv() {
         got.extend(b.spans);
     }
     let ids: std::collections::HashSet<u64> = got.iter().map(|s| s.span_id).collect();

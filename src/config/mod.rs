@@ -157,6 +157,15 @@ pub struct ServeArgs {
     /// Enhanced metrics are aggregated and flushed this often.
     #[arg(long, env = "STEPSTITCH_METRICS_FLUSH_INTERVAL", default_value = "10s")]
     pub metrics_flush_interval: String,
+    /// Disk the data directory may use for the write-ahead log; past it Firehose gets 503.
+    #[arg(long, env = "STEPSTITCH_DATA_MAX_BYTES", default_value = "8GiB")]
+    pub data_max_bytes: String,
+    /// How often the stitcher's state is snapshotted (the log before it is then reclaimed).
+    #[arg(long, env = "STEPSTITCH_SNAPSHOT_INTERVAL", default_value = "30s")]
+    pub snapshot_interval: String,
+    /// Size of one write-ahead log segment file.
+    #[arg(long, env = "STEPSTITCH_WAL_SEGMENT_BYTES", default_value = "64MiB")]
+    pub wal_segment_bytes: String,
     /// Memory each network exporter may hold for undelivered data; when it is full, Firehose gets 503s.
     #[arg(long, env = "STEPSTITCH_EXPORT_BUFFER_BYTES", default_value = "256MiB")]
     pub export_buffer_bytes: String,
@@ -353,6 +362,9 @@ pub struct Settings {
     pub metrics_flush_interval: Duration,
     pub export_buffer_bytes: usize,
     pub export_flush_interval: Duration,
+    pub data_max_bytes: u64,
+    pub snapshot_interval: Duration,
+    pub wal_segment_bytes: u64,
     pub export_max_backoff: Duration,
     pub export_timeout: Duration,
 }
@@ -451,6 +463,14 @@ mod names {
         "STEPSTITCH_METRICS_FLUSH_INTERVAL",
         "--metrics-flush-interval",
         "10s"
+    );
+    pub const DATA_MAX: Setting = setting!("STEPSTITCH_DATA_MAX_BYTES", "--data-max-bytes", "8GiB");
+    pub const SNAPSHOT_INTERVAL: Setting =
+        setting!("STEPSTITCH_SNAPSHOT_INTERVAL", "--snapshot-interval", "30s");
+    pub const WAL_SEGMENT: Setting = setting!(
+        "STEPSTITCH_WAL_SEGMENT_BYTES",
+        "--wal-segment-bytes",
+        "64MiB"
     );
     pub const EXPORT_BUFFER: Setting = setting!(
         "STEPSTITCH_EXPORT_BUFFER_BYTES",
@@ -814,6 +834,23 @@ impl Settings {
                 });
             }
         }
+        let data_max_bytes = size(DATA_MAX, &a.data_max_bytes)? as u64;
+        let wal_segment_bytes = size(WAL_SEGMENT, &a.wal_segment_bytes)? as u64;
+        if wal_segment_bytes < 4096 || wal_segment_bytes > data_max_bytes {
+            return Err(ConfigError {
+                setting: WAL_SEGMENT,
+                value: a.wal_segment_bytes,
+                problem: "must be at least 4KiB and at most STEPSTITCH_DATA_MAX_BYTES".into(),
+            });
+        }
+        let snapshot_interval = dur(SNAPSHOT_INTERVAL, &a.snapshot_interval)?;
+        if snapshot_interval < Duration::from_millis(100) {
+            return Err(ConfigError {
+                setting: SNAPSHOT_INTERVAL,
+                value: a.snapshot_interval,
+                problem: "must be at least 100ms".into(),
+            });
+        }
         let export_buffer_bytes = size(EXPORT_BUFFER, &a.export_buffer_bytes)?;
         if export_buffer_bytes < (4 << 20) {
             return Err(ConfigError {
@@ -843,6 +880,9 @@ impl Settings {
             metrics_flush_interval,
             export_buffer_bytes,
             export_flush_interval,
+            data_max_bytes,
+            snapshot_interval,
+            wal_segment_bytes,
             export_max_backoff: dur(EXPORT_BACKOFF, &a.export_max_backoff)?,
             export_timeout,
             listen: check(LISTEN, &a.listen, parse::socket_addr(&a.listen))?,

@@ -4,21 +4,50 @@
 //! slowest one sets the pace (nothing is dropped to let another run ahead)
 //! and its backpressure reaches the stitcher, then the hand-off, then
 //! Firehose as 503s.
+//!
+//! Durability: every emission is held in the outbox until each exporter
+//! acknowledged its spans and logs (receipts); acknowledgements go to the
+//! ledger; after a restart, what the ledger says an exporter already has is
+//! not sent to it again. Checkpoint markers from the shards pick up each
+//! shard's outbox here, behind the emissions that preceded them.
 
 use super::aggregate::Aggregator;
 use super::item::ExportItem;
+use super::receipt::{Outbox, Receipt};
 use super::Exporter;
 use crate::clock::Clock;
-use crate::stitch::output::Emission;
+use crate::durable::ledger::{Delivered, Ledger, Signal};
+use crate::stitch::checkpoint::Part;
+use crate::stitch::output::{Emission, LogRecord, StitchOut};
+use crate::stitch::span::Span;
+use crate::telemetry::names;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// The hub's share of durability.
+pub struct HubDurability {
+    pub ledger: Arc<Ledger>,
+    pub outbox: Arc<Outbox>,
+    /// Acknowledged before the last restart (since the snapshot).
+    pub delivered: Delivered,
+}
 
 pub struct Hub {
     pub exporters: Vec<Exporter>,
     pub aggregator: Aggregator,
     pub clock: Arc<dyn Clock>,
     pub metrics_interval: Duration,
+    pub durability: Option<HubDurability>,
+}
+
+fn exporter_label(e: &Exporter) -> &'static str {
+    match e {
+        Exporter::Jsonl { .. } => "jsonl",
+        Exporter::Datadog(_) => "datadog",
+        Exporter::DatadogAgent(_) => "datadog-agent",
+    }
 }
 
 impl Hub {
@@ -27,7 +56,7 @@ impl Hub {
             return;
         }
         for e in &self.exporters {
-            e.accept(&item).await;
+            e.accept(&item, None).await;
         }
     }
 
@@ -38,22 +67,104 @@ impl Hub {
         }
     }
 
+    /// What exporter `i` still needs of `all` (after a restart, its ledger
+    /// may already hold some).
+    fn unsent<T: Clone>(
+        &self,
+        i: usize,
+        signal: Signal,
+        all: &Arc<Vec<T>>,
+        id: impl Fn(&T) -> u64,
+    ) -> Arc<Vec<T>> {
+        let Some(done) = self
+            .durability
+            .as_ref()
+            .and_then(|d| d.delivered.get(&(i as u8, signal)))
+        else {
+            return all.clone();
+        };
+        if !all.iter().any(|x| done.contains(&id(x))) {
+            return all.clone();
+        }
+        let left: Vec<T> = all
+            .iter()
+            .filter(|x| !done.contains(&id(x)))
+            .cloned()
+            .collect();
+        let skipped = all.len() - left.len();
+        metrics::counter!(names::EXPORT_DEDUPLICATED,
+            "exporter" => exporter_label(&self.exporters[i]),
+            "signal" => if signal == Signal::Spans { "traces" } else { "logs" })
+        .increment(skipped as u64);
+        Arc::new(left)
+    }
+
+    /// Sends one emission's spans and logs to every exporter, with receipts.
+    pub async fn dispatch(&self, shard: usize, spans: Arc<Vec<Span>>, logs: Arc<Vec<LogRecord>>) {
+        let mut plan: Vec<(usize, Signal, ExportItem, Vec<u64>)> = Vec::new();
+        for i in 0..self.exporters.len() {
+            let s = self.unsent(i, Signal::Spans, &spans, |s| s.span_id);
+            if !s.is_empty() {
+                let ids = s.iter().map(|s| s.span_id).collect();
+                plan.push((i, Signal::Spans, ExportItem::Spans(s), ids));
+            }
+            let l = self.unsent(i, Signal::Logs, &logs, |l| l.span_id);
+            if !l.is_empty() {
+                let ids: HashSet<u64> = l.iter().map(|l| l.span_id).collect();
+                plan.push((
+                    i,
+                    Signal::Logs,
+                    ExportItem::Logs(l),
+                    ids.into_iter().collect(),
+                ));
+            }
+        }
+        if plan.is_empty() {
+            return;
+        }
+        let Some(d) = &self.durability else {
+            for (i, _, item, _) in plan {
+                self.exporters[i].accept(&item, None).await;
+            }
+            return;
+        };
+        let entry = d.outbox.register(shard, spans, logs, plan.len());
+        for (i, signal, item, ids) in plan {
+            let r = Receipt::new(
+                i as u8,
+                signal,
+                ids,
+                d.ledger.clone(),
+                d.outbox.clone(),
+                entry,
+            );
+            self.exporters[i].accept(&item, Some(r)).await;
+        }
+    }
+
+    fn complete(&self, marker: crate::stitch::checkpoint::Marker) {
+        let outbox = self
+            .durability
+            .as_ref()
+            .map(|d| d.outbox.of_shard(marker.shard))
+            .unwrap_or_default();
+        let _ = marker.reply.try_send(Part {
+            shard: marker.shard,
+            state: marker.state,
+            outbox,
+        });
+    }
+
     /// Runs until the stitcher's senders are gone; then flushes the metric
     /// windows and closes the exporters (which drain their lanes).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Emission>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<StitchOut>) {
         let mut tick = tokio::time::interval(self.metrics_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                em = rx.recv() => match em {
-                    Some(em) => {
-                        let now = self.clock.now_ms();
-                        for m in em.metrics {
-                            self.aggregator.add(m, now);
-                        }
-                        self.fan_out(ExportItem::Spans(Arc::new(em.spans))).await;
-                        self.fan_out(ExportItem::Logs(Arc::new(em.logs))).await;
-                    }
+                out = rx.recv() => match out {
+                    Some(StitchOut::Emission(em)) => self.accept(em).await,
+                    Some(StitchOut::Checkpoint(m)) => self.complete(m),
                     None => break,
                 },
                 _ = tick.tick() => self.flush_metrics().await,
@@ -63,5 +174,14 @@ impl Hub {
         for e in self.exporters {
             e.close().await;
         }
+    }
+
+    async fn accept(&mut self, em: Emission) {
+        let now = self.clock.now_ms();
+        for m in em.metrics {
+            self.aggregator.add(m, now);
+        }
+        self.dispatch(em.shard, Arc::new(em.spans), Arc::new(em.logs))
+            .await;
     }
 }

@@ -11,11 +11,13 @@
 //! its input is bounded, so a stuck output backs up to Firehose as 503s.
 
 use super::item::{ExportItem, MetricPoint};
+use super::receipt::Receipt;
 use crate::stitch::output::{LogRecord, MetricKind};
 use crate::stitch::span::{Span, SpanLine};
 use crate::telemetry::names;
 use serde::Serialize;
 use std::io::Write;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 #[derive(Serialize)]
@@ -53,20 +55,26 @@ struct LogLine<'a> {
 }
 
 pub fn spawn_jsonl_exporter(
-    mut rx: mpsc::Receiver<ExportItem>,
+    mut rx: mpsc::Receiver<(ExportItem, Option<Arc<Receipt>>)>,
     mut outputs: Vec<Box<dyn Write + Send>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("stepstitch-jsonl".into())
         .spawn(move || {
             let mut line = Vec::with_capacity(4096);
-            while let Some(item) = rx.blocking_recv() {
+            while let Some((item, receipt)) = rx.blocking_recv() {
                 for out in outputs.iter_mut() {
                     if let Err(e) = write_item(out, &item, &mut line) {
                         metrics::counter!(names::EXPORT_ERRORS, "exporter" => "jsonl").increment(1);
                         tracing::error!(error = %e, items = item.len(), "jsonl export failed");
+                        // Not written: keep it for the next start.
+                        if let Some(r) = &receipt {
+                            r.fail();
+                        }
                     }
                 }
+                // Written (and flushed): acknowledged.
+                drop(receipt);
                 if let ExportItem::Spans(s) = &item {
                     metrics::counter!(names::SPANS_EXPORTED, "exporter" => "jsonl")
                         .increment(s.len() as u64);

@@ -11,16 +11,19 @@ pub mod delivery;
 pub mod hub;
 pub mod item;
 pub mod jsonl;
+pub mod receipt;
 
 pub use jsonl::spawn_jsonl_exporter;
 
 use item::ExportItem;
+use receipt::Receipt;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// One configured exporter (enum dispatch: three kinds, all known).
 pub enum Exporter {
     Jsonl {
-        tx: mpsc::Sender<ExportItem>,
+        tx: mpsc::Sender<(ExportItem, Option<Arc<Receipt>>)>,
         thread: std::thread::JoinHandle<()>,
     },
     Datadog(datadog::DatadogExporter),
@@ -28,13 +31,15 @@ pub enum Exporter {
 }
 
 impl Exporter {
-    pub async fn accept(&self, item: &ExportItem) {
+    /// Takes an item; the receipt (spans, logs) is released once it is
+    /// written or delivered.
+    pub async fn accept(&self, item: &ExportItem, receipt: Option<Arc<Receipt>>) {
         match self {
             Exporter::Jsonl { tx, .. } => {
-                let _ = tx.send(item.clone()).await;
+                let _ = tx.send((item.clone(), receipt)).await;
             }
-            Exporter::Datadog(d) => d.accept(item).await,
-            Exporter::DatadogAgent(a) => a.accept(item).await,
+            Exporter::Datadog(d) => d.accept(item, receipt).await,
+            Exporter::DatadogAgent(a) => a.accept(item, receipt).await,
         }
     }
 

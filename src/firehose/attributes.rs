@@ -51,6 +51,13 @@ pub struct ParsedAttributes {
 pub struct AttributesError(pub String);
 
 impl CommonAttributes {
+    /// From pairs already checked once (snapshots).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            map: pairs.into_iter().collect(),
+        }
+    }
+
     pub fn parse(raw: &[u8]) -> Result<ParsedAttributes, AttributesError> {
         let value: Value =
             serde_json::from_slice(raw).map_err(|e| AttributesError(e.to_string()))?;
@@ -113,6 +120,11 @@ impl CommonAttributes {
     }
 
     /// Parameters usable as static tags: everything but the reserved keys.
+    /// Every pair, reserved keys included (snapshots).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         self.map
             .iter()

@@ -32,6 +32,10 @@ pub enum FirehoseError {
     QueueFull,
     #[error("shutting down, retry later")]
     ShuttingDown,
+    #[error("recovering state after a restart, retry later")]
+    Recovering,
+    #[error("cannot make the request durable, retry later: {0}")]
+    NotDurable(#[from] crate::durable::wal::WalError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,7 +53,9 @@ impl FirehoseError {
             MissingAccessKey | InvalidAccessKey => StatusCode::UNAUTHORIZED,
             UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Overloaded | QueueFull | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | QueueFull | ShuttingDown | Recovering | NotDurable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +77,8 @@ impl FirehoseError {
             Overloaded => "overloaded",
             QueueFull => "queue_full",
             ShuttingDown => "shutting_down",
+            Recovering => "recovering",
+            NotDurable(_) => "not_durable",
             Internal(_) => "internal",
         }
     }

@@ -44,6 +44,8 @@ pub struct IngestState {
     pub handoff: Handoff,
     pub lifecycle: Arc<Lifecycle>,
     pub clock: Arc<dyn Clock>,
+    /// The write-ahead log; `None` only in tests of the protocol alone.
+    pub wal: Option<crate::durable::wal::Wal>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,9 @@ async fn handle(
     if st.lifecycle.is_shutting_down() {
         return Err(FirehoseError::ShuttingDown);
     }
+    if !st.lifecycle.is_ready() {
+        return Err(FirehoseError::Recovering);
+    }
     let request_id = request_id.ok_or(FirehoseError::MissingRequestId)?;
     match st
         .keys
@@ -140,6 +145,7 @@ async fn handle(
         .increment(body.len() as u64);
 
     let limits = st.limits;
+    let raw = body.clone();
     let decoded = tokio::task::spawn_blocking(move || decode_body(body, limits))
         .await
         .map_err(|e| FirehoseError::Internal(format!("decoder task failed: {e}")))??;
@@ -178,13 +184,37 @@ async fn handle(
 
     let n_events = events.len();
     if !events.is_empty() {
-        let batch = EventBatch::new(
+        let received_at = st.clock.now_ms();
+        // Durable before the 200: the body as received goes to the log.
+        let pin = match &st.wal {
+            Some(wal) => {
+                let record = crate::durable::record::RequestRecord {
+                    request_id: request_id.into(),
+                    received_at_ms: received_at,
+                    source_arn: source_arn.as_deref().map(Into::into),
+                    attributes: serde_json::to_vec(&attributes.pairs().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .into(),
+                    body: raw.as_ref().into(),
+                };
+                match wal.append(record.encode()).await {
+                    Ok(pin) => Some(pin),
+                    Err(e) => {
+                        metrics::counter!(names::WAL_REFUSED, "reason" => e.reason()).increment(1);
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut batch = EventBatch::new(
             Arc::from(request_id),
             source_arn,
-            st.clock.now_ms(),
+            received_at,
             Arc::new(attributes),
             events,
         );
+        batch.pin = pin;
         st.handoff.submit(batch).await.map_err(|e| match e {
             HandoffError::Full => FirehoseError::QueueFull,
             HandoffError::Closed => FirehoseError::ShuttingDown,
@@ -257,14 +287,15 @@ async fn read_capped(body: Body, max: usize) -> Result<Bytes, FirehoseError> {
     }
 }
 
-struct Decoded {
-    body_request_id: Option<String>,
-    events: Vec<Event>,
-    stats: DecodeStats,
+pub struct Decoded {
+    pub body_request_id: Option<String>,
+    pub events: Vec<Event>,
+    pub stats: DecodeStats,
 }
 
 /// Gunzip (when compressed), parse, decode every record. Runs on a blocking thread.
-fn decode_body(body: Bytes, limits: IngestLimits) -> Result<Decoded, FirehoseError> {
+/// Decodes a request body (also used to replay the write-ahead log).
+pub fn decode_body(body: Bytes, limits: IngestLimits) -> Result<Decoded, FirehoseError> {
     let mut plain = Vec::new();
     let json: &[u8] = if gzip::is_gzip(&body) {
         gzip::gunzip_capped(&body, limits.max_body_bytes, &mut plain).map_err(|e| match e {

@@ -43,7 +43,10 @@ pub fn spawn_event_consumer(
                 totals.events.fetch_add(n, Ordering::Relaxed);
                 if let Some(s) = &stitcher {
                     let events = batch.take_events();
-                    if s.blocking_send(events, batch.attributes.clone()).is_err() {
+                    if s
+                        .blocking_send(events, batch.attributes.clone(), batch.pin.take())
+                        .is_err()
+                    {
                         tracing::error!(request_id = %batch.request_id, "stitcher stopped; events dropped");
                     }
                 }

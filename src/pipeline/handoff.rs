@@ -19,6 +19,8 @@ pub struct EventBatch {
     pub received_at_ms: i64,
     pub attributes: Arc<CommonAttributes>,
     pub events: Vec<Event>,
+    /// Holds the request's WAL record until the stitcher applied it.
+    pub pin: Option<crate::durable::pins::Pin>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -36,6 +38,7 @@ impl EventBatch {
             received_at_ms,
             attributes,
             events,
+            pin: None,
             permit: None,
         }
     }

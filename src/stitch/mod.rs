@@ -2,6 +2,7 @@
 //! trace context, and the sharded lifecycle service.
 
 pub mod builder;
+pub mod checkpoint;
 pub mod context;
 pub mod ids;
 pub mod joins;

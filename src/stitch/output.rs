@@ -52,7 +52,7 @@ pub struct MetricSample {
 }
 
 /// One Step Functions log event, correlated with its span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogRecord {
     pub timestamp_ms: i64,
     /// A failure, timeout or abort event.
@@ -69,6 +69,8 @@ pub struct LogRecord {
 /// One hand-off from a stitcher shard to the exporters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Emission {
+    /// The shard that emitted it (snapshots keep each shard's outbox in order).
+    pub shard: usize,
     pub spans: Vec<Span>,
     pub metrics: Vec<MetricSample>,
     pub logs: Vec<LogRecord>,
@@ -135,4 +137,12 @@ impl LogRecord {
             tags: tags.to_vec(),
         }
     }
+}
+
+/// What a shard sends downstream: emissions, and checkpoint markers that
+/// travel behind the emissions made before them.
+#[derive(Debug)]
+pub enum StitchOut {
+    Emission(Emission),
+    Checkpoint(super::checkpoint::Marker),
 }

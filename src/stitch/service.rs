@@ -14,11 +14,13 @@
 //!   the hand-off and Firehose gets 503.
 
 use super::builder::{build_closed_spans, build_full, SpanConfig};
+use super::checkpoint::{ContextState, ExecState, Marker, Part, ShardState};
 use super::context::TraceContext;
 use super::joins::{self, JoinRegistry};
-use super::output::{Emission, ForwardLogs, LogRecord, MetricSample};
+use super::output::{Emission, ForwardLogs, LogRecord, MetricSample, StitchOut};
 use super::span::op;
 use super::span::Span;
+use crate::durable::pins::Pin;
 use crate::events::Event;
 use crate::firehose::attributes::CommonAttributes;
 use crate::telemetry::names;
@@ -106,7 +108,11 @@ impl StitchSnapshot {
 }
 
 enum ShardMsg {
-    Events(Vec<Event>, Arc<CommonAttributes>),
+    /// Events of one WAL record (its pin is released once they are applied).
+    Events(Vec<Event>, Arc<CommonAttributes>, Option<Pin>),
+    /// Send the state downstream, behind the emissions made so far.
+    Checkpoint(mpsc::Sender<Part>),
+    Restore(Vec<ExecState>, oneshot::Sender<()>),
     Snapshot(oneshot::Sender<StitchSnapshot>),
     /// Finalize everything now (tests).
     FlushAll(oneshot::Sender<()>),
@@ -123,7 +129,9 @@ pub struct StitcherHandle {
 impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ShardMsg::Events(e, _) => write!(f, "Events({})", e.len()),
+            ShardMsg::Events(e, _, _) => write!(f, "Events({})", e.len()),
+            ShardMsg::Checkpoint(_) => f.write_str("Checkpoint"),
+            ShardMsg::Restore(e, _) => write!(f, "Restore({})", e.len()),
             ShardMsg::Snapshot(_) => f.write_str("Snapshot"),
             ShardMsg::FlushAll(_) => f.write_str("FlushAll"),
             ShardMsg::Stop(_) => f.write_str("Stop"),
@@ -145,17 +153,17 @@ impl StitcherHandle {
     /// Starts the shards; spans go to `out` in batches.
     pub fn spawn(
         cfg: StitchConfig,
-        out: mpsc::Sender<Emission>,
+        out: mpsc::Sender<StitchOut>,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let n = cfg.shards.max(1);
         let registry = Arc::new(JoinRegistry::new(cfg.max_open_executions.max(1024)));
         let cfg = Arc::new(cfg);
         let mut senders = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
-        for _ in 0..n {
+        for index in 0..n {
             let (tx, rx) = mpsc::channel(cfg.mailbox.max(1));
             senders.push(tx);
-            let shard = Shard::new(cfg.clone(), out.clone(), n, registry.clone());
+            let shard = Shard::new(cfg.clone(), out.clone(), n, index, registry.clone());
             tasks.push(tokio::spawn(shard.run(rx)));
         }
         (Self { shards: senders }, tasks)
@@ -176,14 +184,53 @@ impl StitcherHandle {
         &self,
         events: Vec<Event>,
         attrs: Arc<CommonAttributes>,
+        pin: Option<Pin>,
     ) -> Result<(), Stopped> {
         for (i, part) in self.split(events).into_iter().enumerate() {
             if !part.is_empty() {
                 self.shards[i]
-                    .send(ShardMsg::Events(part, attrs.clone()))
+                    .send(ShardMsg::Events(part, attrs.clone(), pin.clone()))
                     .await
                     .map_err(|_| Stopped)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Every shard's state, each completed by the hub with the shard's
+    /// undelivered emissions.
+    pub async fn checkpoint(&self) -> Result<Vec<Part>, Stopped> {
+        let (tx, mut rx) = mpsc::channel(self.shards.len());
+        for s in &self.shards {
+            s.send(ShardMsg::Checkpoint(tx.clone()))
+                .await
+                .map_err(|_| Stopped)?;
+        }
+        drop(tx);
+        let mut parts = Vec::with_capacity(self.shards.len());
+        while let Some(p) = rx.recv().await {
+            parts.push(p);
+        }
+        if parts.len() != self.shards.len() {
+            return Err(Stopped);
+        }
+        parts.sort_by_key(|p| p.shard);
+        Ok(parts)
+    }
+
+    /// Restores executions from a snapshot (before any event arrives).
+    pub async fn restore(&self, execs: Vec<ExecState>) -> Result<(), Stopped> {
+        let n = self.shards.len();
+        let mut parts: Vec<Vec<ExecState>> = (0..n).map(|_| Vec::new()).collect();
+        for e in execs {
+            parts[shard_of(&e.arn, n)].push(e);
+        }
+        for (s, part) in self.shards.iter().zip(parts) {
+            let (tx, rx) = oneshot::channel();
+            s.send(ShardMsg::Restore(part, tx))
+                .await
+                .map_err(|_| Stopped)?;
+            rx.await.map_err(|_| Stopped)?;
         }
         Ok(())
     }
@@ -193,11 +240,12 @@ impl StitcherHandle {
         &self,
         events: Vec<Event>,
         attrs: Arc<CommonAttributes>,
+        pin: Option<Pin>,
     ) -> Result<(), Stopped> {
         for (i, part) in self.split(events).into_iter().enumerate() {
             if !part.is_empty() {
                 self.shards[i]
-                    .blocking_send(ShardMsg::Events(part, attrs.clone()))
+                    .blocking_send(ShardMsg::Events(part, attrs.clone(), pin.clone()))
                     .map_err(|_| Stopped)?;
             }
         }
@@ -287,11 +335,12 @@ fn span_config<'a>(
 }
 
 struct Shard {
+    index: usize,
     /// Executions not yet emitted (kept as a count: the bound is checked per batch).
     open: usize,
     cfg: Arc<StitchConfig>,
     joins: Arc<JoinRegistry>,
-    out: mpsc::Sender<Emission>,
+    out: mpsc::Sender<StitchOut>,
     execs: HashMap<Arc<str>, Exec>,
     max_open: usize,
     stats: StitchSnapshot,
@@ -300,12 +349,14 @@ struct Shard {
 impl Shard {
     fn new(
         cfg: Arc<StitchConfig>,
-        out: mpsc::Sender<Emission>,
+        out: mpsc::Sender<StitchOut>,
         shards: usize,
+        index: usize,
         joins: Arc<JoinRegistry>,
     ) -> Self {
         let max_open = (cfg.max_open_executions / shards).max(1);
         Self {
+            index,
             open: 0,
             cfg,
             joins,
@@ -322,7 +373,19 @@ impl Shard {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(ShardMsg::Events(events, attrs)) => self.ingest(events, attrs).await,
+                    Some(ShardMsg::Events(events, attrs, pin)) => {
+                        self.ingest(events, attrs).await;
+                        // Applied: a snapshot from now on covers it.
+                        drop(pin);
+                    }
+                    Some(ShardMsg::Checkpoint(reply)) => {
+                        let marker = Marker { shard: self.index, state: self.export_state(), reply };
+                        let _ = self.out.send(StitchOut::Checkpoint(marker)).await;
+                    }
+                    Some(ShardMsg::Restore(execs, reply)) => {
+                        self.import_state(execs);
+                        let _ = reply.send(());
+                    }
                     Some(ShardMsg::Snapshot(reply)) => {
                         let _ = reply.send(self.snapshot());
                     }
@@ -361,6 +424,103 @@ impl Shard {
             .map(|e| e.details.payload_bytes())
             .sum();
         s
+    }
+
+    /// Everything this shard holds, for a snapshot.
+    fn export_state(&self) -> ShardState {
+        let now = Instant::now();
+        let sorted = |set: &HashSet<u64>| {
+            let mut v: Vec<u64> = set.iter().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        let execs = self
+            .execs
+            .iter()
+            .map(|(arn, e)| {
+                let mut held: Vec<&Event> = e.events.values().collect();
+                held.sort_by_key(|ev| ev.id);
+                ExecState {
+                    arn: arn.to_string(),
+                    attrs: e
+                        .attrs
+                        .pairs()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                    events: held.into_iter().map(super::output::event_line).collect(),
+                    seen: sorted(&e.seen),
+                    pruned: sorted(&e.pruned),
+                    emitted: sorted(&e.emitted),
+                    context: e.context.as_ref().map(|c| ContextState {
+                        trace_id: c.trace_id,
+                        tid: c.tid.clone(),
+                        parent_id: c.parent_id,
+                    }),
+                    finalized: e.finalized_at.is_some(),
+                    final_pending: e.final_at.is_some(),
+                    idle_ms: now.duration_since(e.last_seen).as_millis() as u64,
+                    dirty: e.dirty,
+                }
+            })
+            .collect();
+        ShardState { execs }
+    }
+
+    /// Takes executions back from a snapshot; their clocks restart now
+    /// minus the idle time they had.
+    fn import_state(&mut self, execs: Vec<ExecState>) {
+        let now = Instant::now();
+        let mut arns = crate::events::ArnCache::default();
+        for st in execs {
+            let arn: Arc<str> = Arc::from(st.arn.as_str());
+            let mut events = HashMap::new();
+            for line in &st.events {
+                match crate::events::parse_log_line(line, &mut arns) {
+                    Ok(e) => {
+                        events.insert(e.id, e);
+                    }
+                    Err(err) => {
+                        tracing::error!(execution_arn = %arn, error = %err, "snapshot event unreadable; skipped")
+                    }
+                }
+            }
+            let last_seen = now
+                .checked_sub(Duration::from_millis(st.idle_ms))
+                .unwrap_or(now);
+            let pending_joins = events.values().any(joins::is_join_event);
+            let attrs = Arc::new(CommonAttributes::from_pairs(st.attrs));
+            if !st.finalized {
+                self.open += 1;
+            }
+            let exec = Exec {
+                events,
+                last_seen,
+                final_at: st.final_pending.then(|| now + self.cfg.finalize_grace),
+                finalized_at: st.finalized.then_some(now),
+                emitted: st.emitted.into_iter().collect(),
+                seen: st.seen.into_iter().collect(),
+                context: st.context.map(|c| TraceContext {
+                    trace_id: c.trace_id,
+                    tid: c.tid,
+                    parent_id: c.parent_id,
+                    source: "retained",
+                }),
+                attrs,
+                pending_joins,
+                first_seen: last_seen,
+                pruned: st.pruned.into_iter().collect(),
+                dirty: st.dirty,
+                last_partial: None,
+            };
+            if exec.pending_joins {
+                joins::register_children(&exec.events, &arn, &self.joins);
+            }
+            if let Some(old) = self.execs.insert(arn, exec) {
+                if old.finalized_at.is_none() {
+                    self.open -= 1;
+                }
+            }
+        }
     }
 
     async fn ingest(&mut self, events: Vec<Event>, attrs: Arc<CommonAttributes>) {
@@ -581,7 +741,11 @@ impl Shard {
         self.stats.incremental_spans += n;
         self.stats.spans_emitted += n;
         metrics::counter!(names::SPANS_EMITTED).increment(n);
-        let _ = self.out.send(emission).await;
+        let emission = Emission {
+            shard: self.index,
+            ..emission
+        };
+        let _ = self.out.send(StitchOut::Emission(emission)).await;
     }
 
     /// Builds the execution's spans, emits those not emitted before, and
@@ -677,7 +841,11 @@ impl Shard {
         self.stats.spans_emitted += n;
         metrics::counter!(names::SPANS_EMITTED).increment(n);
         // Bounded: a slow exporter stalls this shard, then the hand-off.
-        let _ = self.out.send(emission).await;
+        let emission = Emission {
+            shard: self.index,
+            ..emission
+        };
+        let _ = self.out.send(StitchOut::Emission(emission)).await;
     }
 }
 
@@ -716,6 +884,7 @@ fn assemble<'e>(
         logs.sort_by_key(|(id, _)| *id);
     }
     Emission {
+        shard: 0,
         spans: fresh,
         metrics,
         logs: logs.into_iter().map(|(_, l)| l).collect(),
@@ -815,9 +984,9 @@ mod tests {
         }
     }
 
-    async fn drain(rx: &mut mpsc::Receiver<Emission>) -> Vec<Span> {
+    async fn drain(rx: &mut mpsc::Receiver<StitchOut>) -> Vec<Span> {
         let mut all = Vec::new();
-        while let Ok(batch) = rx.try_recv() {
+        while let Ok(StitchOut::Emission(batch)) = rx.try_recv() {
             all.extend(batch.spans);
         }
         all
@@ -834,14 +1003,16 @@ mod tests {
         let events = slow_execution(ARN);
         // Events arrive as they happen: 10 minutes apart, under the idle timeout.
         for chunk in [&events[0..2], &events[2..4], &events[4..5]] {
-            h.send(chunk.to_vec(), none_attrs()).await.unwrap();
+            h.send(chunk.to_vec(), none_attrs(), None).await.unwrap();
             tokio::time::sleep(Duration::from_secs(600)).await;
             assert!(
                 drain(&mut rx).await.is_empty(),
                 "nothing before the terminal event"
             );
         }
-        h.send(events[5..].to_vec(), none_attrs()).await.unwrap();
+        h.send(events[5..].to_vec(), none_attrs(), None)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(drain(&mut rx).await.is_empty(), "not before the grace");
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -864,7 +1035,9 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let (h, _) = StitcherHandle::spawn(cfg(), tx);
         let events = slow_execution(ARN);
-        h.send(events[..4].to_vec(), none_attrs()).await.unwrap();
+        h.send(events[..4].to_vec(), none_attrs(), None)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(14 * 60)).await;
         assert!(drain(&mut rx).await.is_empty());
         tokio::time::sleep(Duration::from_secs(61)).await;
@@ -890,13 +1063,17 @@ mod tests {
         let mut first = events.clone();
         first.remove(4); // W2's exit arrives late
         first.extend(events[..3].iter().cloned()); // and some duplicates
-        h.send(first, none_attrs()).await.unwrap();
+        h.send(first, none_attrs(), None).await.unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
         let early = drain(&mut rx).await;
         assert_eq!(early.len(), 3);
-        h.send(vec![events[4].clone(), events[1].clone()], none_attrs())
-            .await
-            .unwrap();
+        h.send(
+            vec![events[4].clone(), events[1].clone()],
+            none_attrs(),
+            None,
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
         let late = drain(&mut rx).await;
         let ids: HashSet<u64> = early.iter().map(|s| s.span_id).collect();
@@ -922,7 +1099,7 @@ mod tests {
         let (h, _) = StitcherHandle::spawn(config, tx);
         for i in 0..5 {
             let arn = format!("arn:aws:states:us-east-1:418295736021:execution:Slow:run-{i}");
-            h.send(slow_execution(&arn)[..2].to_vec(), none_attrs())
+            h.send(slow_execution(&arn)[..2].to_vec(), none_attrs(), None)
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -945,7 +1122,9 @@ mod tests {
         let attrs = CommonAttributes::parse(br#"{"commonAttributes":{"service":"billing","env":"staging","team":"core","region":"mars-1"}}"#)
             .unwrap()
             .attributes;
-        h.send(slow_execution(ARN), Arc::new(attrs)).await.unwrap();
+        h.send(slow_execution(ARN), Arc::new(attrs), None)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
         let spans = drain(&mut rx).await;
         assert!(!spans.is_empty());
@@ -964,7 +1143,7 @@ mod tests {
     async fn stop_flushes_open_executions() {
         let (tx, mut rx) = mpsc::channel(64);
         let (h, tasks) = StitcherHandle::spawn(cfg(), tx);
-        h.send(slow_execution(ARN)[..3].to_vec(), none_attrs())
+        h.send(slow_execution(ARN)[..3].to_vec(), none_attrs(), None)
             .await
             .unwrap();
         h.stop().await.unwrap();
@@ -1100,9 +1279,9 @@ mod incremental_tests {
                 .filter(|e| ids.contains(&e.id))
                 .cloned()
                 .collect();
-            h.send(batch, attrs.clone()).await.unwrap();
+            h.send(batch, attrs.clone(), None).await.unwrap();
             tokio::time::sleep(Duration::from_secs(120)).await;
-            while let Ok(b) = rx.try_recv() {
+            while let Ok(StitchOut::Emission(b)) = rx.try_recv() {
                 emitted.extend(b.spans);
             }
             let names: HashSet<&str> = emitted.iter().map(|s| s.resource.as_str()).collect();
@@ -1127,7 +1306,7 @@ mod incremental_tests {
             tokio::time::sleep(Duration::from_secs(3600 - 120)).await;
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
-        while let Ok(b) = rx.try_recv() {
+        while let Ok(StitchOut::Emission(b)) = rx.try_recv() {
             emitted.extend(b.spans);
         }
         // Emitted once each, and exactly what one final build makes.

@@ -38,3 +38,17 @@ pub struct Span {
 pub struct SpanLine<'a> {
     pub span: &'a Span,
 }
+
+/// An operation name read back (snapshots) as the constant it was.
+pub fn intern_op(name: &str) -> &'static str {
+    [
+        op::EXECUTION,
+        op::STATE,
+        op::MAP_ITERATION,
+        op::PARALLEL_BRANCH,
+        op::MAP_RUN,
+    ]
+    .into_iter()
+    .find(|o| *o == name)
+    .unwrap_or(op::EXECUTION)
+}

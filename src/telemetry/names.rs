@@ -80,3 +80,29 @@ pub const EXPORT_REQUESTS: &str = "stepstitch_export_requests_total";
 pub const EXPORT_BUFFERED_BYTES: &str = "stepstitch_export_buffered_bytes";
 /// Histogram `{exporter, signal}` (seconds): time to deliver one request, retries included.
 pub const EXPORT_DELIVERY_DURATION: &str = "stepstitch_export_delivery_duration_seconds";
+/// Gauge: bytes of write-ahead log on disk (bounded by STEPSTITCH_DATA_MAX_BYTES).
+pub const WAL_BYTES: &str = "stepstitch_wal_bytes";
+/// Counter: bytes appended to the write-ahead log.
+pub const WAL_APPENDED_BYTES: &str = "stepstitch_wal_appended_bytes_total";
+/// Histogram (seconds): one group commit (write + fdatasync).
+pub const WAL_COMMIT_DURATION: &str = "stepstitch_wal_commit_duration_seconds";
+/// Histogram: requests sharing one group commit.
+pub const WAL_GROUP_RECORDS: &str = "stepstitch_wal_group_records";
+/// Counter `{reason}`: requests answered 503 because they could not be made
+/// durable (`disk_bound`, `disk_full`, `io`).
+pub const WAL_REFUSED: &str = "stepstitch_wal_refused_total";
+/// Counter `{outcome}`: snapshots written (`ok`, `error`).
+pub const SNAPSHOTS: &str = "stepstitch_snapshots_total";
+/// Gauge: age in seconds of the last snapshot written.
+pub const SNAPSHOT_AGE: &str = "stepstitch_snapshot_age_seconds";
+/// Gauge: bytes of the last snapshot.
+pub const SNAPSHOT_BYTES: &str = "stepstitch_snapshot_bytes";
+/// Counter: WAL records replayed at start.
+pub const RECOVERY_RECORDS: &str = "stepstitch_recovery_records_total";
+/// Counter: bytes dropped at start from a torn or corrupt log tail.
+pub const RECOVERY_DROPPED_BYTES: &str = "stepstitch_recovery_dropped_bytes_total";
+/// Counter `{exporter, signal}`: items not sent again after a restart because
+/// the exporter had acknowledged them before it.
+pub const EXPORT_DEDUPLICATED: &str = "stepstitch_export_deduplicated_total";
+/// Gauge: emissions waiting for every exporter's acknowledgement.
+pub const EXPORT_UNACKED_EMISSIONS: &str = "stepstitch_export_unacked_emissions";

@@ -11,6 +11,7 @@ pub mod traces;
 
 use super::delivery::{spawn_lane, Budget, LaneConfig, LaneSender, Transport};
 use super::item::ExportItem;
+use super::receipt::Receipt;
 use crate::stitch::output::MetricKind;
 use std::io::Write;
 use std::sync::Arc;
@@ -73,9 +74,11 @@ struct LogsLane {
 }
 
 impl LogsLane {
-    async fn accept(&self, item: &ExportItem) {
+    async fn accept(&self, item: &ExportItem, receipt: Option<Arc<Receipt>>) {
         if let ExportItem::Logs(l) = item {
-            self.lane.send(l.iter().map(logs::log_item).collect()).await;
+            self.lane
+                .send(l.iter().map(logs::log_item).collect(), receipt)
+                .await;
         }
     }
 }
@@ -168,28 +171,28 @@ impl DatadogExporter {
         })
     }
 
-    pub async fn accept(&self, item: &ExportItem) {
+    pub async fn accept(&self, item: &ExportItem, receipt: Option<Arc<Receipt>>) {
         match item {
             ExportItem::Spans(spans) => {
                 let chunks = traces::by_trace(spans)
                     .into_iter()
                     .map(traces::chunk)
                     .collect();
-                self.traces.send(chunks).await;
+                self.traces.send(chunks, receipt).await;
             }
             ExportItem::Metrics(points) => {
                 let series = points.iter().filter_map(metrics::series_item).collect();
-                self.series.send(series).await;
+                self.series.send(series, None).await;
                 let dist = points
                     .iter()
                     .filter(|p| p.kind == MetricKind::Distribution)
                     .filter_map(metrics::distribution_item)
                     .collect();
-                self.distributions.send(dist).await;
+                self.distributions.send(dist, None).await;
             }
             ExportItem::Logs(_) => {
                 if let Some(l) = &self.logs {
-                    l.accept(item).await;
+                    l.accept(item, receipt).await;
                 }
             }
         }
@@ -246,7 +249,7 @@ impl AgentExporter {
         })
     }
 
-    pub async fn accept(&self, item: &ExportItem) {
+    pub async fn accept(&self, item: &ExportItem, receipt: Option<Arc<Receipt>>) {
         match item {
             ExportItem::Spans(spans) => {
                 let mut out = Vec::new();
@@ -261,12 +264,12 @@ impl AgentExporter {
                         }
                     }
                 }
-                self.traces.send(out).await;
+                self.traces.send(out, receipt).await;
             }
             ExportItem::Metrics(points) => self.statsd.send(points).await,
             ExportItem::Logs(_) => {
                 if let Some(l) = &self.logs {
-                    l.accept(item).await;
+                    l.accept(item, receipt).await;
                 }
             }
         }

@@ -15,6 +15,7 @@ pub mod client;
 
 pub use client::{Client, Outcome, Request};
 
+use super::receipt::{Receipt, Receipts};
 use crate::telemetry::names;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -103,7 +104,7 @@ impl Budget {
     }
 }
 
-type Queued<T> = (Vec<T>, usize, OwnedSemaphorePermit);
+type Queued<T> = (Vec<T>, usize, OwnedSemaphorePermit, Option<Arc<Receipt>>);
 
 /// The sending side of a lane.
 pub struct LaneSender<E: Encoder> {
@@ -114,7 +115,8 @@ pub struct LaneSender<E: Encoder> {
 
 impl<E: Encoder> LaneSender<E> {
     /// Queues items, waiting for budget (this wait is the backpressure).
-    pub async fn send(&self, items: Vec<E::Item>) {
+    /// The receipt is released once every item is delivered.
+    pub async fn send(&self, items: Vec<E::Item>, receipt: Option<Arc<Receipt>>) {
         if items.is_empty() {
             return;
         }
@@ -125,7 +127,7 @@ impl<E: Encoder> LaneSender<E> {
             return;
         };
         self.budget.report();
-        let _ = self.tx.send((items, bytes, permit)).await;
+        let _ = self.tx.send((items, bytes, permit, receipt)).await;
     }
 }
 
@@ -170,6 +172,7 @@ struct Pending<T> {
     items: Vec<T>,
     bytes: usize,
     permits: Option<OwnedSemaphorePermit>,
+    receipts: Receipts,
     since: Option<Instant>,
 }
 
@@ -179,14 +182,19 @@ impl<T> Pending<T> {
             items: Vec::new(),
             bytes: 0,
             permits: None,
+            receipts: Vec::new(),
             since: None,
         }
     }
 
-    fn take(&mut self) -> (Vec<T>, Option<OwnedSemaphorePermit>) {
+    fn take(&mut self) -> (Vec<T>, Option<OwnedSemaphorePermit>, Receipts) {
         self.bytes = 0;
         self.since = None;
-        (std::mem::take(&mut self.items), self.permits.take())
+        (
+            std::mem::take(&mut self.items),
+            self.permits.take(),
+            std::mem::take(&mut self.receipts),
+        )
     }
 }
 
@@ -198,15 +206,20 @@ impl<E: Encoder> Lane<E> {
             let due = pending.since.map(|s| s + self.cfg.flush_interval);
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some((items, _bytes, mut permit)) => {
+                    Some((items, _bytes, mut permit, receipt)) => {
                         for item in items {
                             let size = self.encoder.size(&item);
                             let full = !pending.items.is_empty()
                                 && (pending.bytes + size > limits.max_bytes
                                     || pending.items.len() >= limits.max_items);
                             if full {
-                                let (batch, held) = pending.take();
-                                self.deliver(batch, held).await;
+                                let (batch, held, r) = pending.take();
+                                self.deliver(batch, held, r).await;
+                            }
+                            if let Some(r) = &receipt {
+                                if !pending.receipts.last().is_some_and(|l| Arc::ptr_eq(l, r)) {
+                                    pending.receipts.push(r.clone());
+                                }
                             }
                             // Move this item's share of the permits along with it.
                             let share = size.min(permit.num_permits().saturating_sub(1));
@@ -226,19 +239,19 @@ impl<E: Encoder> Lane<E> {
                             None => pending.permits = Some(permit),
                         }
                         if pending.items.len() >= limits.max_items || pending.bytes >= limits.max_bytes {
-                            let (batch, held) = pending.take();
-                            self.deliver(batch, held).await;
+                            let (batch, held, r) = pending.take();
+                            self.deliver(batch, held, r).await;
                         }
                     }
                     None => {
-                        let (batch, held) = pending.take();
-                        self.deliver(batch, held).await;
+                        let (batch, held, r) = pending.take();
+                        self.deliver(batch, held, r).await;
                         return;
                     }
                 },
                 _ = sleep_until_opt(due) => {
-                    let (batch, held) = pending.take();
-                    self.deliver(batch, held).await;
+                    let (batch, held, r) = pending.take();
+                    self.deliver(batch, held, r).await;
                 }
             }
         }
@@ -258,7 +271,12 @@ impl<E: Encoder> Lane<E> {
 
     /// Delivers a batch (splitting it on 413); returns when every part is
     /// delivered or dropped by policy.
-    async fn deliver(&mut self, batch: Vec<E::Item>, permits: Option<OwnedSemaphorePermit>) {
+    async fn deliver(
+        &mut self,
+        batch: Vec<E::Item>,
+        permits: Option<OwnedSemaphorePermit>,
+        receipts: Receipts,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -286,6 +304,10 @@ impl<E: Encoder> Lane<E> {
                         "shutdown deadline reached: dropping undelivered items"
                     );
                     self.count_dropped(left, "shutdown");
+                    // Kept for the next start (snapshot outbox), not acknowledged.
+                    for r in &receipts {
+                        r.fail();
+                    }
                     break 'parts;
                 }
                 match self.transport.send(&req).await {
@@ -352,6 +374,7 @@ impl<E: Encoder> Lane<E> {
             }
         }
         drop(permits);
+        drop(receipts);
         self.budget.report();
         metrics::histogram!(names::EXPORT_DELIVERY_DURATION, "exporter" => exporter, "signal" => signal)
             .record(started.elapsed().as_secs_f64());
@@ -458,7 +481,7 @@ mod tests {
             why: "HTTP 503".into(),
         };
         let (tx, t, task, _g, budget) = lane(vec![retry(), retry(), retry()]);
-        tx.send(words(3)).await;
+        tx.send(words(3), None).await;
         drop(tx);
         task.await.unwrap();
         let seen = t.seen.lock().unwrap().clone();
@@ -474,10 +497,10 @@ mod tests {
             status: 400,
             body: "bad".into(),
         }]);
-        tx.send(words(2)).await; // rejected as one batch after the interval
+        tx.send(words(2), None).await; // rejected as one batch after the interval
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tx.send(vec!["a".into()]).await;
-        tx.send(vec!["b".into()]).await;
+        tx.send(vec!["a".into()], None).await;
+        tx.send(vec!["b".into()], None).await;
         drop(tx);
         task.await.unwrap();
         let seen = t.seen.lock().unwrap().clone();
@@ -494,12 +517,12 @@ mod tests {
             })
             .collect();
         let (tx, _t, task, give_up, budget) = lane(down);
-        tx.send(words(2)).await;
+        tx.send(words(2), None).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(budget.in_use() > 0, "held while undelivered");
         // A sender now waits on the budget when it is exhausted.
         let big = vec!["x".repeat(10_000)];
-        let blocked = tokio::time::timeout(Duration::from_secs(5), tx.send(big)).await;
+        let blocked = tokio::time::timeout(Duration::from_secs(5), tx.send(big, None)).await;
         assert!(blocked.is_err(), "backpressure: no room");
         give_up.send(true).unwrap();
         drop(tx);
