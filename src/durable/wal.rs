@@ -413,6 +413,10 @@ mod tests {
         let recs = read_all(dir.path());
         assert_eq!(recs.len(), 200);
         assert!(recs.windows(2).all(|w| w[0].0 < w[1].0));
+        // A group goes into one segment; groups rotate at 4 KiB.
+        for _ in 0..10 {
+            drop(wal.append(vec![1; 1000]).await.unwrap());
+        }
         assert!(wal.segment_count() > 1, "rotated at 4 KiB");
         assert_eq!(
             wal.bytes(),

@@ -58,9 +58,10 @@ impl Server {
         if !args.contains(&"--events-out") {
             cmd.arg("--events-out").arg(&events_out);
         }
-        cmd.arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(args)
+        if !args.contains(&"--data-dir") {
+            cmd.arg("--data-dir").arg(dir.path().join("data"));
+        }
+        cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -106,6 +107,12 @@ impl Server {
             dir,
             client,
         }
+    }
+
+    /// SIGKILL: no chance to flush or snapshot.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
