@@ -189,6 +189,45 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     wait_exported(&out, want.len(), 60).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_exactly_once(&out, &want);
+    // Metrics are never counted twice (a crash may lose the open window's).
+    {
+        let mut s = server.lock().unwrap();
+        s.sigterm();
+        assert!(s.wait_exit(Duration::from_secs(30)).success());
+    }
+    let exec_times: usize = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["metric"]["name"] == "aws.states.enhanced.execution.execution_time")
+        .map(|v| v["metric"]["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    let expected_times: usize = fs
+        .iter()
+        .map(|f| {
+            let mut arns = ArnCache::default();
+            let ev: Vec<Event> = f
+                .lines
+                .iter()
+                .map(|l| parse_log_line(l, &mut arns).unwrap())
+                .collect();
+            stepstitch::stitch::builder::build_full(
+                ev.iter().collect(),
+                &SpanConfig::default(),
+                None,
+                &HashSet::new(),
+            )
+            .samples
+            .iter()
+            .filter(|(_, m)| m.name == "aws.states.enhanced.execution.execution_time")
+            .count()
+        })
+        .sum();
+    assert!(
+        exec_times <= expected_times,
+        "{exec_times} execution times, {expected_times} expected at most"
+    );
+    assert!(exec_times > 0);
 }
 
 #[tokio::test]

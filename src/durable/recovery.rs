@@ -98,6 +98,7 @@ pub async fn replay(
                 shard: 0,
                 spans: o.spans.into_iter().map(Into::into).collect(),
                 metrics: Vec::new(),
+                metric_owners: Vec::new(),
                 logs: o.logs,
             };
             out.send(StitchOut::Emission(em))

@@ -178,7 +178,24 @@ impl Hub {
 
     async fn accept(&mut self, em: Emission) {
         let now = self.clock.now_ms();
-        for m in em.metrics {
+        // A span an exporter had before a restart brings no samples again:
+        // distributions and DogStatsD counts add up, they would double.
+        let known = |owner: &u64| {
+            self.durability.as_ref().is_some_and(|d| {
+                d.delivered
+                    .iter()
+                    .any(|((_, sig), ids)| *sig == Signal::Spans && ids.contains(owner))
+            })
+        };
+        let owners = em
+            .metric_owners
+            .iter()
+            .map(Some)
+            .chain(std::iter::repeat(None));
+        for (m, owner) in em.metrics.into_iter().zip(owners) {
+            if owner.is_some_and(known) {
+                continue;
+            }
             self.aggregator.add(m, now);
         }
         self.dispatch(em.shard, Arc::new(em.spans), Arc::new(em.logs))

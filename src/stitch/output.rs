@@ -73,6 +73,8 @@ pub struct Emission {
     pub shard: usize,
     pub spans: Vec<Span>,
     pub metrics: Vec<MetricSample>,
+    /// The span each metric sample belongs to (same order).
+    pub metric_owners: Vec<u64>,
     pub logs: Vec<LogRecord>,
 }
 

@@ -864,11 +864,10 @@ fn assemble<'e>(
         .enumerate()
         .map(|(i, s)| (s.span_id, i))
         .collect();
-    let metrics = samples
+    let (metric_owners, metrics): (Vec<u64>, Vec<MetricSample>) = samples
         .into_iter()
         .filter(|(owner, _)| ids.contains_key(owner))
-        .map(|(_, m)| m)
-        .collect();
+        .unzip();
     let mut logs = Vec::new();
     if forward != ForwardLogs::None && !owners.is_empty() {
         let owner_of: HashMap<u64, u64> = owners.iter().copied().collect();
@@ -887,6 +886,7 @@ fn assemble<'e>(
         shard: 0,
         spans: fresh,
         metrics,
+        metric_owners,
         logs: logs.into_iter().map(|(_, l)| l).collect(),
     }
 }
