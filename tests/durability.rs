@@ -23,15 +23,18 @@ fn complete_fixtures() -> Vec<Fixture> {
         .collect()
 }
 
+fn events(f: &Fixture) -> Vec<Event> {
+    let mut arns = ArnCache::default();
+    f.lines
+        .iter()
+        .map(|l| parse_log_line(l, &mut arns).unwrap())
+        .collect()
+}
+
 fn expected_spans(fs: &[Fixture]) -> BTreeMap<u64, String> {
     let mut out = BTreeMap::new();
     for f in fs {
-        let mut arns = ArnCache::default();
-        let ev: Vec<Event> = f
-            .lines
-            .iter()
-            .map(|l| parse_log_line(l, &mut arns).unwrap())
-            .collect();
+        let ev = events(f);
         for s in build_spans(&ev, &SpanConfig::default(), None) {
             out.insert(s.span_id, serde_json::to_value(&s).unwrap().to_string());
         }
@@ -205,12 +208,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let expected_times: usize = fs
         .iter()
         .map(|f| {
-            let mut arns = ArnCache::default();
-            let ev: Vec<Event> = f
-                .lines
-                .iter()
-                .map(|l| parse_log_line(l, &mut arns).unwrap())
-                .collect();
+            let ev = events(f);
             stepstitch::stitch::builder::build_full(
                 ev.iter().collect(),
                 &SpanConfig::default(),

@@ -261,14 +261,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
             ("DD_DOGSTATSD_URL", &statsd.url),
         ],
     );
-    let lines: Vec<(String, String)> = fs
-        .iter()
-        .flat_map(|f| {
-            f.lines
-                .iter()
-                .map(|l| (f.state_machine().to_owned(), l.clone()))
-        })
-        .collect();
+    let lines = fixtures::lines_of(&fs);
     send_lines(&s, &lines, 200, "agent").await;
 
     // Traces: poll the agent until every span is there.
@@ -442,14 +435,7 @@ async fn dogstatsd_over_udp_fits_the_mtu() {
             ("DD_DOGSTATSD_URL", &statsd.url),
         ],
     );
-    let lines: Vec<(String, String)> = fs
-        .iter()
-        .flat_map(|f| {
-            f.lines
-                .iter()
-                .map(|l| (f.state_machine().to_owned(), l.clone()))
-        })
-        .collect();
+    let lines = fixtures::lines_of(&fs);
     send_lines(&s, &lines, 1000, "udp").await;
     let mut got = Received::default();
     let deadline = Instant::now() + Duration::from_secs(30);

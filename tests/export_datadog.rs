@@ -4,7 +4,7 @@
 mod common;
 
 use common::firehose::{body, cwl_record, send_lines, Post};
-use common::fixtures::{self, Fixture};
+use common::fixtures::{self, lines_of, Fixture};
 use common::intake::{FakeIntake, DISTRIBUTIONS, LOGS, SERIES, TRACES};
 use common::Server;
 use libdd_trace_protobuf::pb;
@@ -22,16 +22,6 @@ fn events(f: &Fixture) -> Vec<Event> {
     f.lines
         .iter()
         .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect()
-}
-
-fn lines_of(fs: &[Fixture]) -> Vec<(String, String)> {
-    fs.iter()
-        .flat_map(|f| {
-            f.lines
-                .iter()
-                .map(|l| (f.state_machine().to_owned(), l.clone()))
-        })
         .collect()
 }
 
@@ -225,13 +215,6 @@ async fn traces_metrics_and_logs_arrive_decoded_and_correlated() {
         .series
         .iter()
         .any(|s| s["metric"] == "aws.states.enhanced.state.duration" && s["type"] == 3));
-    let exec_times: usize = r
-        .distributions
-        .iter()
-        .filter(|d| d["metric"] == "aws.states.enhanced.execution.execution_time")
-        .map(|d| d["points"][0][1].as_array().unwrap().len())
-        .sum();
-    assert!(exec_times >= fs.len());
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     for path in [TRACES, SERIES, DISTRIBUTIONS, LOGS] {
         assert!(

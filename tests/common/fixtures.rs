@@ -47,6 +47,17 @@ impl Fixture {
     }
 }
 
+/// `(state machine, log line)` of every line of the fixtures, in order.
+pub fn lines_of(fs: &[Fixture]) -> Vec<(String, String)> {
+    fs.iter()
+        .flat_map(|f| {
+            f.lines
+                .iter()
+                .map(|l| (f.state_machine().to_owned(), l.clone()))
+        })
+        .collect()
+}
+
 pub fn all() -> Vec<Fixture> {
     let index: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir().join("index.json")).unwrap()).unwrap();
