@@ -36,5 +36,8 @@ cargo clippy --locked --all-targets -- -D warnings
 say "tests"
 cargo nextest run --locked --no-fail-fast
 
+say "deploy files: Dockerfile lint and build steps, manifests, CloudFormation"
+scripts/deploy-checks.sh
+
 say "benches, once each (smoke: they must run, not meet a time)"
 cargo test --locked --benches
