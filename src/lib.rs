@@ -17,6 +17,7 @@ pub mod events;
 pub mod export;
 pub mod firehose;
 pub mod lifecycle;
+pub mod loadgen;
 pub mod pipeline;
 pub mod stitch;
 pub mod telemetry;

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use stepstitch::config::{Cli, Settings};
 
 fn main() -> ExitCode {
-    let args = Cli::parse().into_serve_args();
+    let args = match Cli::parse().into_serve_args() {
+        Ok(a) => a,
+        Err(loadgen) => return run_loadgen(*loadgen),
+    };
     let settings = match Settings::from_args(args) {
         Ok(s) => s,
         Err(e) => {
@@ -33,6 +36,34 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "stepstitch stopped on an error");
             eprintln!("stepstitch: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_loadgen(args: stepstitch::loadgen::LoadgenArgs) -> ExitCode {
+    let json = args.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stepstitch loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(stepstitch::loadgen::run(args)) {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stepstitch loadgen: {e}");
+            ExitCode::from(2)
         }
     }
 }

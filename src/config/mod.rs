@@ -30,15 +30,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Load a running server with generated Firehose traffic and report
+    /// throughput, acknowledgement latency and its peak memory.
+    Loadgen(Box<crate::loadgen::LoadgenArgs>),
 }
 
 impl Cli {
-    /// The `serve` settings, whether or not `serve` was named.
-    pub fn into_serve_args(self) -> ServeArgs {
+    /// The `serve` settings, whether or not `serve` was named; `Err` with
+    /// the load generator's settings for `loadgen`.
+    pub fn into_serve_args(self) -> Result<ServeArgs, Box<crate::loadgen::LoadgenArgs>> {
         match self.command {
-            Some(Command::Serve(a)) => a,
-            None => self.serve,
+            Some(Command::Serve(a)) => Ok(*a),
+            Some(Command::Loadgen(l)) => Err(l),
+            None => Ok(self.serve),
         }
     }
 }
@@ -937,7 +942,10 @@ impl Settings {
         T: Into<std::ffi::OsString> + Clone,
     {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-        Settings::from_args(cli.into_serve_args()).map_err(|e| e.to_string())
+        let args = cli
+            .into_serve_args()
+            .map_err(|_| "not the serve command".to_string())?;
+        Settings::from_args(args).map_err(|e| e.to_string())
     }
 }
 

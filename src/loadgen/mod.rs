@@ -1,0 +1,358 @@
+//! `stepstitch loadgen`: realistic Firehose traffic against a running
+//! server, with every response checked, and a report of throughput,
+//! acknowledgement latency and the server's peak memory. Bounded by an
+//! event count and a time limit; loopback unless told otherwise.
+
+pub mod traffic;
+
+use clap::Args;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use traffic::{Request, Shape};
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// The Firehose endpoint to load.
+    #[arg(long, default_value = "http://127.0.0.1:8080/firehose")]
+    pub target: String,
+    /// Allow a target that is not on loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Firehose access key to send.
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// Stop after this many events (the traffic is generated before the clock starts).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Stop sending after this long, whatever is left.
+    #[arg(long, default_value = "60s")]
+    pub duration: humantime::Duration,
+    /// Executions per second to offer; 0 = as fast as the server answers.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Task states per execution.
+    #[arg(long, default_value_t = 8)]
+    pub states: usize,
+    /// Iterations of an inline Map state per execution (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub map_fanout: usize,
+    /// Bytes per state input/output payload.
+    #[arg(long, default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// Log events per CloudWatch Logs record.
+    #[arg(long, default_value_t = 100)]
+    pub events_per_record: usize,
+    /// Records per Firehose request at most.
+    #[arg(long, default_value_t = 500)]
+    pub records_per_request: usize,
+    /// Request size at most (records, before gzip), e.g. 5MiB, up to 64MiB.
+    #[arg(long, default_value = "5MiB")]
+    pub request_bytes: String,
+    /// Send request bodies with Content-Encoding: gzip.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub gzip: bool,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The server's process id, to report its peak resident memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("--target {0}: not on loopback (pass --allow-remote to load another host)")]
+    NotLoopback(String),
+    #[error("--request-bytes {0:?}: {1}")]
+    Size(String, String),
+    #[error("--request-bytes must be between 1KiB and 64MiB")]
+    SizeRange,
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub requests: usize,
+    pub events_acked: usize,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub compressed_mb_per_second: f64,
+    pub decoded_mb_per_second: f64,
+    pub mean_request_bytes: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub retries_503: usize,
+    pub failures: usize,
+    pub server_peak_rss_mib: Option<f64>,
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Peak resident memory (VmHWM) of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn shape(a: &LoadgenArgs) -> Result<Shape, LoadgenError> {
+    let request_bytes = crate::config::parse::byte_size(&a.request_bytes)
+        .map_err(|e| LoadgenError::Size(a.request_bytes.clone(), e))?
+        as usize;
+    if !(1024..=64 << 20).contains(&request_bytes) {
+        return Err(LoadgenError::SizeRange);
+    }
+    Ok(Shape {
+        states: a.states,
+        map_fanout: a.map_fanout,
+        payload_bytes: a.payload_bytes,
+        events_per_record: a.events_per_record.max(1),
+        records_per_request: a.records_per_request.max(1),
+        request_bytes,
+        gzip: a.gzip,
+    })
+}
+
+/// Generates the traffic, sends it, and measures.
+pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
+    if !a.allow_remote && !is_loopback(&a.target) {
+        return Err(LoadgenError::NotLoopback(a.target.clone()));
+    }
+    let shape = shape(&a)?;
+    let events_per_exec = shape.events_per_execution() as f64;
+    let gzip = shape.gzip;
+    let total_events = a.events;
+    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    // Fresh ARNs per run: executions numbered from the clock.
+    let first = (now_ms as u64 % 1_000_000_000) * 1000;
+    let reqs: Arc<Vec<Request>> = Arc::new(
+        tokio::task::spawn_blocking(move || traffic::requests(&shape, first, total_events, now_ms))
+            .await
+            .expect("traffic generation"),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(180))
+        .pool_max_idle_per_host(a.concurrency)
+        .build()
+        .map_err(|e| LoadgenError::Client(e.to_string()))?;
+    let target_eps = a.rate * events_per_exec;
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(reqs.len())));
+    let counts = Arc::new(Mutex::new((0usize, 0usize, 0usize, 0usize))); // acked events, retries, failures, bytes
+                                                                         // Cumulative events before each request, for pacing.
+    let mut before = Vec::with_capacity(reqs.len());
+    let mut acc = 0usize;
+    for r in reqs.iter() {
+        before.push(acc);
+        acc += r.events;
+    }
+    let before = Arc::new(before);
+    let started = Instant::now();
+    let stop_at = started + Duration::from(a.duration);
+    let mut workers = Vec::new();
+    for _ in 0..a.concurrency.max(1) {
+        let (reqs, next, latencies, counts, client, before) = (
+            reqs.clone(),
+            next.clone(),
+            latencies.clone(),
+            counts.clone(),
+            client.clone(),
+            before.clone(),
+        );
+        let target = a.target.clone();
+        let key = a.access_key.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = reqs.get(i) else { return };
+                if target_eps > 0.0 {
+                    let due = started + Duration::from_secs_f64(before[i] as f64 / target_eps);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if Instant::now() >= stop_at {
+                    return;
+                }
+                let mut attempts = 0;
+                loop {
+                    let mut req = client
+                        .post(&target)
+                        .header("X-Amz-Firehose-Request-Id", &r.id)
+                        .header("X-Amz-Firehose-Protocol-Version", "1.0")
+                        .header("Content-Type", "application/json")
+                        .body(r.body.clone());
+                    if gzip {
+                        req = req.header("Content-Encoding", "gzip");
+                    }
+                    if let Some(k) = &key {
+                        req = req.header("X-Amz-Firehose-Access-Key", k);
+                    }
+                    let t0 = Instant::now();
+                    let resp = req.send().await;
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    match resp {
+                        Ok(resp) if resp.status() == 200 => {
+                            let bytes = resp.bytes().await.unwrap_or_default();
+                            let body: serde_json::Value =
+                                serde_json::from_slice(&bytes).unwrap_or_default();
+                            let ok = body["requestId"] == r.id.as_str();
+                            latencies.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+                            let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                            if ok {
+                                c.0 += r.events;
+                                c.3 += r.body.len();
+                            } else {
+                                c.2 += 1;
+                            }
+                            break;
+                        }
+                        Ok(resp)
+                            if resp.status() == 503
+                                && attempts < 50
+                                && Instant::now() < stop_at =>
+                        {
+                            attempts += 1;
+                            counts.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        _ => {
+                            counts.lock().unwrap_or_else(|e| e.into_inner()).2 += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    lat.sort_by(f64::total_cmp);
+    let (acked, retries, failures, bytes) = *counts.lock().unwrap_or_else(|e| e.into_inner());
+    let sent = lat.len();
+    let decoded: usize = reqs.iter().take(sent).map(|r| r.decoded_bytes).sum();
+    Ok(Report {
+        requests: sent,
+        events_acked: acked,
+        seconds: secs,
+        events_per_second: acked as f64 / secs,
+        compressed_mb_per_second: bytes as f64 / secs / 1e6,
+        decoded_mb_per_second: decoded as f64 / secs / 1e6,
+        mean_request_bytes: if sent > 0 {
+            bytes as f64 / sent as f64
+        } else {
+            0.0
+        },
+        latency_ms_p50: percentile(&lat, 0.50),
+        latency_ms_p99: percentile(&lat, 0.99),
+        latency_ms_max: lat.last().copied().unwrap_or(0.0),
+        retries_503: retries,
+        failures,
+        server_peak_rss_mib: a.server_pid.and_then(peak_rss_mib),
+    })
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "requests acknowledged  {} ({} retried after 503, {} failed)",
+            self.requests, self.retries_503, self.failures
+        )?;
+        writeln!(
+            f,
+            "events acknowledged    {} in {:.2} s",
+            self.events_acked, self.seconds
+        )?;
+        writeln!(
+            f,
+            "throughput             {:.0} events/s, {:.1} MB/s compressed, {:.1} MB/s decoded",
+            self.events_per_second, self.compressed_mb_per_second, self.decoded_mb_per_second
+        )?;
+        writeln!(
+            f,
+            "request size (mean)    {:.0} bytes",
+            self.mean_request_bytes
+        )?;
+        writeln!(
+            f,
+            "ack latency            p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency_ms_p50, self.latency_ms_p99, self.latency_ms_max
+        )?;
+        match self.server_peak_rss_mib {
+            Some(m) => write!(f, "server peak RSS        {m:.0} MiB"),
+            None => write!(f, "server peak RSS        (pass --server-pid)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only_by_default() {
+        for ok in [
+            "http://127.0.0.1:8080/firehose",
+            "http://localhost/firehose",
+            "http://[::1]:9/x",
+        ] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        for no in [
+            "https://example.com/firehose",
+            "http://10.0.0.1:8080/",
+            "http://127.0.0.1.evil.com/",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
