@@ -14,8 +14,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/decode.rs \
-    && echo 'fn main() {}' > benches/stitch.rs \
+    && for b in decode stitch encode pipeline; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && cargo build --release --locked --bin stepstitch \
     && rm -rf src benches
 

@@ -17,8 +17,12 @@ cd "$work"
 mkdir -p src benches
 echo 'fn main() {}' > src/main.rs
 touch src/lib.rs
-echo 'fn main() {}' > benches/decode.rs
-echo 'fn main() {}' > benches/stitch.rs
+# Every [[bench]] of Cargo.toml needs a stub, and the Dockerfile must list them all.
+benches="$(awk '/^\[\[bench\]\]/{b=1; next} b && /^name *=/{gsub(/.*= *"|"/,""); print; b=0}' Cargo.toml)"
+listed="$(grep -o 'for b in [a-z_ ]*;' "$root/Dockerfile" | sed 's/for b in //; s/;//')"
+[ "$(echo $benches | tr ' ' '\n' | sort)" = "$(echo $listed | tr ' ' '\n' | sort)" ] \
+  || { echo "Dockerfile bench stubs ($listed) differ from Cargo.toml's benches ($benches)" >&2; exit 1; }
+for b in $benches; do echo 'fn main() {}' > "benches/$b.rs"; done
 cargo build --release --locked --bin stepstitch
 rm -rf src benches
 
