@@ -3,6 +3,7 @@
 //!   alone, the practical limit);
 //! - `e2e/in_process`: decode → write-ahead log (fsync'd, real disk) →
 //!   stitcher shards → spans → protobuf encoding for the intake.
+//!
 //! It ends by printing e2e throughput as a share of the floor, measured in
 //! the same run. `cargo bench --bench pipeline`.
 
