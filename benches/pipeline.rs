@@ -21,7 +21,7 @@ use stepstitch::firehose::handler::decode_body;
 use stepstitch::firehose::IngestLimits;
 use stepstitch::loadgen::traffic::{requests, Request, Shape};
 use stepstitch::stitch::output::StitchOut;
-use stepstitch::stitch::service::{StitchConfig, StitcherHandle};
+use stepstitch::stitch::service::{Hold, StitchConfig, StitcherHandle};
 
 fn limits() -> IngestLimits {
     IngestLimits {
@@ -122,7 +122,7 @@ impl E2e {
                     .unwrap()
                     .events;
                 stitcher
-                    .send(events, attrs.clone(), Some(pin))
+                    .send(events, attrs.clone(), Hold::pin(pin))
                     .await
                     .unwrap();
             }
@@ -186,3 +186,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+// The server's allocator (src/main.rs), so the numbers are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

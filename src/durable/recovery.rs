@@ -10,7 +10,7 @@ use crate::firehose::attributes::CommonAttributes;
 use crate::firehose::handler::decode_body;
 use crate::firehose::IngestLimits;
 use crate::stitch::output::{Emission, StitchOut};
-use crate::stitch::service::StitcherHandle;
+use crate::stitch::service::{Hold, StitcherHandle};
 use crate::telemetry::names;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,7 +146,7 @@ pub async fn replay(
             };
             let pin = pins.pin(seq);
             stitcher
-                .send(events, attrs, Some(pin))
+                .send(events, attrs, Hold::pin(pin))
                 .await
                 .map_err(|_| anyhow::anyhow!("stitcher stopped during recovery"))?;
             replayed += 1;

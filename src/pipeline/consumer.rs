@@ -43,8 +43,12 @@ pub fn spawn_event_consumer(
                 totals.events.fetch_add(n, Ordering::Relaxed);
                 if let Some(s) = &stitcher {
                     let events = batch.take_events();
+                    let hold = std::sync::Arc::new(crate::stitch::service::Hold {
+                        pin: batch.pin.take(),
+                        permit: batch.take_permit(),
+                    });
                     if s
-                        .blocking_send(events, batch.attributes.clone(), batch.pin.take())
+                        .blocking_send(events, batch.attributes.clone(), Some(hold))
                         .is_err()
                     {
                         tracing::error!(request_id = %batch.request_id, "stitcher stopped; events dropped");

@@ -50,6 +50,11 @@ impl EventBatch {
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
+
+    /// Moves the queue room out, to be released by whoever holds the events.
+    pub fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.permit.take()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

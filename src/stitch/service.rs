@@ -21,6 +21,24 @@ use super::output::{Emission, ForwardLogs, LogRecord, MetricSample, StitchOut};
 use super::span::op;
 use super::span::Span;
 use crate::durable::pins::Pin;
+
+/// What a batch of events holds until every shard applied its part: its WAL
+/// record's pin (reclamation) and its hand-off room (the memory bound counts
+/// events until they are in the stitcher's state, not only until routed).
+#[derive(Debug, Default)]
+pub struct Hold {
+    pub pin: Option<Pin>,
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Hold {
+    pub fn pin(pin: Pin) -> Option<Arc<Hold>> {
+        Some(Arc::new(Hold {
+            pin: Some(pin),
+            permit: None,
+        }))
+    }
+}
 use crate::events::Event;
 use crate::firehose::attributes::CommonAttributes;
 use crate::telemetry::names;
@@ -109,7 +127,7 @@ impl StitchSnapshot {
 
 enum ShardMsg {
     /// Events of one WAL record (its pin is released once they are applied).
-    Events(Vec<Event>, Arc<CommonAttributes>, Option<Pin>),
+    Events(Vec<Event>, Arc<CommonAttributes>, Option<Arc<Hold>>),
     /// Send the state downstream, behind the emissions made so far.
     Checkpoint(mpsc::Sender<Part>),
     Restore(Vec<ExecState>, oneshot::Sender<()>),
@@ -184,12 +202,12 @@ impl StitcherHandle {
         &self,
         events: Vec<Event>,
         attrs: Arc<CommonAttributes>,
-        pin: Option<Pin>,
+        hold: Option<Arc<Hold>>,
     ) -> Result<(), Stopped> {
         for (i, part) in self.split(events).into_iter().enumerate() {
             if !part.is_empty() {
                 self.shards[i]
-                    .send(ShardMsg::Events(part, attrs.clone(), pin.clone()))
+                    .send(ShardMsg::Events(part, attrs.clone(), hold.clone()))
                     .await
                     .map_err(|_| Stopped)?;
             }
@@ -240,12 +258,12 @@ impl StitcherHandle {
         &self,
         events: Vec<Event>,
         attrs: Arc<CommonAttributes>,
-        pin: Option<Pin>,
+        hold: Option<Arc<Hold>>,
     ) -> Result<(), Stopped> {
         for (i, part) in self.split(events).into_iter().enumerate() {
             if !part.is_empty() {
                 self.shards[i]
-                    .blocking_send(ShardMsg::Events(part, attrs.clone(), pin.clone()))
+                    .blocking_send(ShardMsg::Events(part, attrs.clone(), hold.clone()))
                     .map_err(|_| Stopped)?;
             }
         }
@@ -373,10 +391,11 @@ impl Shard {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(ShardMsg::Events(events, attrs, pin)) => {
+                    Some(ShardMsg::Events(events, attrs, hold)) => {
                         self.ingest(events, attrs).await;
-                        // Applied: a snapshot from now on covers it.
-                        drop(pin);
+                        // Applied: a snapshot from now on covers it, and its
+                        // queue room frees once every shard is done.
+                        drop(hold);
                     }
                     Some(ShardMsg::Checkpoint(reply)) => {
                         let marker = Marker { shard: self.index, state: self.export_state(), reply };
