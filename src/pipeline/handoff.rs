@@ -57,6 +57,20 @@ impl EventBatch {
     }
 }
 
+/// Payload bytes that count as one more event: an event's own memory is
+/// a few hundred bytes; captured payloads can be far more, and the bound
+/// is on memory.
+pub const PAYLOAD_BYTES_PER_EVENT_UNIT: usize = 512;
+
+/// Queue room a batch takes: one unit per event plus one per 512 bytes of
+/// payload it carries.
+pub fn cost(events: &[Event]) -> usize {
+    events
+        .iter()
+        .map(|e| 1 + e.details.payload_bytes() / PAYLOAD_BYTES_PER_EVENT_UNIT)
+        .sum()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HandoffError {
     #[error("hand-off queue full")]
@@ -112,7 +126,7 @@ impl Handoff {
     /// Queues a batch, waiting up to the hand-off wait for room.
     pub async fn submit(&self, mut batch: EventBatch) -> Result<(), HandoffError> {
         // A batch bigger than the whole queue still goes through, alone.
-        let wanted = batch.events.len().clamp(1, self.capacity_events);
+        let wanted = cost(&batch.events).clamp(1, self.capacity_events);
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         let deadline = tokio::time::Instant::now() + self.wait;
         let permit =
@@ -199,6 +213,19 @@ mod tests {
         });
         h.submit(batch(4)).await.unwrap();
         drop(consumer.await.unwrap());
+    }
+
+    #[test]
+    fn payloads_count_toward_the_bound() {
+        let mut e = batch(1).events.pop().unwrap();
+        assert_eq!(cost(std::slice::from_ref(&e)), 1);
+        e.details = crate::events::Details::Output {
+            output: Some(crate::events::model::Payload {
+                text: "x".repeat(4096).into(),
+                aws_truncated: false,
+            }),
+        };
+        assert_eq!(cost(&[e.clone(), e]), 2 * (1 + 8));
     }
 
     #[tokio::test]
