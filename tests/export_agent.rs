@@ -236,7 +236,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
             assert!(want.insert(id, v).is_none());
         }
         for (_, m) in b.samples {
-            let key = (m.name.to_owned(), m.tags.clone());
+            let key = (m.name.to_owned(), m.tags.to_vec());
             match m.kind {
                 MetricKind::Count => *counts.entry(key).or_default() += m.value,
                 MetricKind::Gauge => gauges.entry(key).or_default().push(m.value),

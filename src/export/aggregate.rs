@@ -39,7 +39,7 @@ struct Series {
 pub struct Aggregator {
     windows: BTreeMap<i64, HashMap<Key, Series>>,
     /// Interned tag sets: one allocation per distinct set.
-    tag_sets: HashMap<Vec<String>, Arc<[String]>>,
+    tag_sets: std::collections::HashSet<Arc<[String]>>,
     series: usize,
     max_series: usize,
     pub restamped: u64,
@@ -49,7 +49,7 @@ impl Aggregator {
     pub fn new(max_series: usize) -> Self {
         Self {
             windows: BTreeMap::new(),
-            tag_sets: HashMap::new(),
+            tag_sets: Default::default(),
             series: 0,
             max_series: max_series.max(1),
             restamped: 0,
@@ -76,12 +76,12 @@ impl Aggregator {
             metrics::counter!(names::METRICS_RESTAMPED).increment(1);
             Self::window_of(now_s)
         };
-        let tags = match self.tag_sets.get(&s.tags) {
+        // One copy of each tag set, shared by its series.
+        let tags = match self.tag_sets.get(&*s.tags) {
             Some(t) => t.clone(),
             None => {
-                let t: Arc<[String]> = s.tags.clone().into();
-                self.tag_sets.insert(s.tags, t.clone());
-                t
+                self.tag_sets.insert(s.tags.clone());
+                s.tags
             }
         };
         let w = self.windows.entry(window).or_default();
@@ -189,7 +189,11 @@ mod tests {
             kind,
             value: v,
             timestamp_ms: ts,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tags: tags
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 

@@ -47,8 +47,8 @@ pub struct MetricSample {
     pub kind: MetricKind,
     pub value: f64,
     pub timestamp_ms: i64,
-    /// `key:value`, sorted.
-    pub tags: Vec<String>,
+    /// `key:value`, sorted; shared by the samples of one execution or state.
+    pub tags: std::sync::Arc<[String]>,
 }
 
 /// One Step Functions log event, correlated with its span.

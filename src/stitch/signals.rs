@@ -138,12 +138,14 @@ pub(super) fn enabled(b: &Builder<'_>) -> bool {
         .any(|x| x == a.state_machine_name || *x == sm_arn)
 }
 
-struct Out<'t> {
+struct Out {
     samples: Vec<(u64, MetricSample)>,
-    base: &'t [String],
+    base: std::sync::Arc<[String]>,
+    /// The last state's tag set, reused by its several samples.
+    last: Option<(Vec<String>, std::sync::Arc<[String]>)>,
 }
 
-impl Out<'_> {
+impl Out {
     fn push(
         &mut self,
         owner: u64,
@@ -153,11 +155,21 @@ impl Out<'_> {
         ts: i64,
         extra: &[String],
     ) {
-        let mut tags = self.base.to_vec();
-        if !extra.is_empty() {
-            tags.extend_from_slice(extra);
-            tags.sort();
-        }
+        let tags = if extra.is_empty() {
+            self.base.clone()
+        } else {
+            match &self.last {
+                Some((k, t)) if k.as_slice() == extra => t.clone(),
+                _ => {
+                    let mut v = self.base.to_vec();
+                    v.extend_from_slice(extra);
+                    v.sort();
+                    let t: std::sync::Arc<[String]> = v.into();
+                    self.last = Some((extra.to_vec(), t.clone()));
+                    t
+                }
+            }
+        };
         self.samples.push((
             owner,
             MetricSample {
@@ -184,7 +196,8 @@ pub(super) fn enhanced_samples(
     let end_ms = |s: &Span| (s.start + s.duration) / 1_000_000;
     let mut out = Out {
         samples: Vec::new(),
-        base,
+        base: base.into(),
+        last: None,
     };
 
     // The execution and its redrives.
@@ -281,7 +294,7 @@ pub(super) fn enhanced_samples(
     out.samples
 }
 
-fn execution_outcome(out: &mut Out<'_>, span: &Span, succeeded: bool) {
+fn execution_outcome(out: &mut Out, span: &Span, succeeded: bool) {
     let ts = (span.start + span.duration) / 1_000_000;
     let name = if succeeded {
         metric::EXECUTION_SUCCEEDED
