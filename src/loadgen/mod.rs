@@ -52,6 +52,10 @@ pub struct LoadgenArgs {
     /// Send request bodies with Content-Encoding: gzip.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub gzip: bool,
+    /// Leave out each execution's terminal event, so executions stay open
+    /// (to measure memory per open execution).
+    #[arg(long)]
+    pub leave_open: bool,
     /// Requests in flight.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -148,6 +152,7 @@ pub fn shape(a: &LoadgenArgs) -> Result<Shape, LoadgenError> {
         records_per_request: a.records_per_request.max(1),
         request_bytes,
         gzip: a.gzip,
+        leave_open: a.leave_open,
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Shape {
     pub request_bytes: usize,
     /// `Content-Encoding: gzip` on the request body.
     pub gzip: bool,
+    /// Leave out the terminal event: executions stay open (memory tests).
+    pub leave_open: bool,
 }
 
 impl Default for Shape {
@@ -36,6 +38,7 @@ impl Default for Shape {
             records_per_request: 500,
             request_bytes: 5 << 20,
             gzip: true,
+            leave_open: false,
         }
     }
 }
@@ -48,7 +51,7 @@ impl Shape {
         } else {
             0
         };
-        2 + 5 * self.states + map
+        2 + 5 * self.states + map - usize::from(self.leave_open)
     }
 }
 
@@ -182,11 +185,13 @@ pub fn execution(shape: &Shape, region: &str, account: &str, n: u64, start_ms: i
             json!({"name": "Fan", "output": "[]", "outputDetails": truncated}),
         );
     }
-    l.push(
-        "ExecutionSucceeded",
-        prev,
-        json!({"output": p(999), "outputDetails": truncated}),
-    );
+    if !shape.leave_open {
+        l.push(
+            "ExecutionSucceeded",
+            prev,
+            json!({"output": p(999), "outputDetails": truncated}),
+        );
+    }
     l.out
 }
 
@@ -341,5 +346,44 @@ mod tests {
         let mut ids: Vec<&str> = reqs.iter().map(|r| r.id.as_str()).collect();
         ids.dedup();
         assert_eq!(ids.len(), reqs.len());
+    }
+}
+
+#[cfg(test)]
+mod count_check {
+    use super::*;
+    /// Requests decode back to the executions generated, open ones included.
+    #[test]
+    fn open_executions_have_no_terminal_event_and_distinct_arns() {
+        let shape = Shape {
+            states: 1,
+            payload_bytes: 0,
+            leave_open: true,
+            ..Shape::default()
+        };
+        let reqs = requests(&shape, 5_000_000, 60_000, 1_780_000_000_000);
+        let mut arns = std::collections::HashSet::new();
+        let mut n = 0;
+        for r in &reqs {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain)
+                .unwrap();
+            let body = bytes::Bytes::from(plain);
+            let d = crate::firehose::handler::decode_body(
+                body,
+                crate::firehose::IngestLimits {
+                    max_body_bytes: 80 << 20,
+                    decode: Default::default(),
+                },
+            )
+            .unwrap();
+            n += d.events.len();
+            for e in d.events {
+                assert!(!e.kind.is_execution_terminal());
+                arns.insert(e.execution_arn.to_string());
+            }
+        }
+        assert_eq!(n, 60_000);
+        assert_eq!(arns.len(), 10_000);
     }
 }
