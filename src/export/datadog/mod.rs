@@ -83,27 +83,38 @@ impl LogsLane {
     }
 }
 
-fn logs_lane(
-    cfg: &DatadogConfig,
-    transport: &Arc<dyn Transport>,
-    budget: &Budget,
-    lane_cfg: &LaneConfig,
-    give_up: &watch::Receiver<bool>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> Option<LogsLane> {
-    let key = cfg.api_key.clone().filter(|_| cfg.forward_logs)?;
-    let (lane, t) = spawn_lane(
-        logs::Logs {
-            url: cfg.endpoints.logs.clone(),
-            api_key: key,
-        },
-        transport.clone(),
-        budget.clone(),
-        lane_cfg.clone(),
-        give_up.clone(),
-    );
-    tasks.push(t);
-    Some(LogsLane { lane })
+/// What an exporter's lanes share; spawns them and keeps their tasks.
+struct Lanes {
+    transport: Arc<dyn Transport>,
+    budget: Budget,
+    cfg: LaneConfig,
+    give_up: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Lanes {
+    fn spawn<E: super::delivery::Encoder>(&mut self, encoder: E) -> LaneSender<E> {
+        let (lane, t) = spawn_lane(
+            encoder,
+            self.transport.clone(),
+            self.budget.clone(),
+            self.cfg.clone(),
+            self.give_up.clone(),
+        );
+        self.tasks.push(t);
+        lane
+    }
+
+    /// The logs lane, when log forwarding is on (it needs the API key).
+    fn logs(&mut self, cfg: &DatadogConfig) -> Option<LogsLane> {
+        let key = cfg.api_key.clone().filter(|_| cfg.forward_logs)?;
+        Some(LogsLane {
+            lane: self.spawn(logs::Logs {
+                url: cfg.endpoints.logs.clone(),
+                api_key: key,
+            }),
+        })
+    }
 }
 
 /// Agentless: traces, series, distributions and logs lanes to the intake.
@@ -124,44 +135,30 @@ impl DatadogExporter {
         give_up: watch::Receiver<bool>,
     ) -> Result<Self, DatadogError> {
         let key = cfg.api_key.clone().ok_or(DatadogError::NoApiKey)?;
-        let mut tasks = Vec::new();
-        let (traces, t) = spawn_lane(
-            traces::IntakeTraces {
-                url: cfg.endpoints.traces.clone(),
-                api_key: key.clone(),
-                env: cfg.env.clone().unwrap_or_default(),
-                app_version: cfg.version.clone().unwrap_or_default(),
-                runtime_id: runtime_id(),
-            },
-            transport.clone(),
-            budget.clone(),
-            lane_cfg.clone(),
-            give_up.clone(),
-        );
-        tasks.push(t);
-        let (series, t) = spawn_lane(
-            metrics::Series {
-                url: cfg.endpoints.series.clone(),
-                api_key: key.clone(),
-            },
-            transport.clone(),
-            budget.clone(),
-            lane_cfg.clone(),
-            give_up.clone(),
-        );
-        tasks.push(t);
-        let (distributions, t) = spawn_lane(
-            metrics::Distributions {
-                url: cfg.endpoints.distributions.clone(),
-                api_key: key,
-            },
-            transport.clone(),
-            budget.clone(),
-            lane_cfg.clone(),
-            give_up.clone(),
-        );
-        tasks.push(t);
-        let logs = logs_lane(cfg, &transport, &budget, &lane_cfg, &give_up, &mut tasks);
+        let mut lanes = Lanes {
+            transport,
+            budget,
+            cfg: lane_cfg,
+            give_up,
+            tasks: Vec::new(),
+        };
+        let traces = lanes.spawn(traces::IntakeTraces {
+            url: cfg.endpoints.traces.clone(),
+            api_key: key.clone(),
+            env: cfg.env.clone().unwrap_or_default(),
+            app_version: cfg.version.clone().unwrap_or_default(),
+            runtime_id: runtime_id(),
+        });
+        let series = lanes.spawn(metrics::Series {
+            url: cfg.endpoints.series.clone(),
+            api_key: key.clone(),
+        });
+        let distributions = lanes.spawn(metrics::Distributions {
+            url: cfg.endpoints.distributions.clone(),
+            api_key: key,
+        });
+        let logs = lanes.logs(cfg);
+        let tasks = lanes.tasks;
         Ok(Self {
             traces,
             series,
@@ -229,18 +226,18 @@ impl AgentExporter {
             .clone()
             .unwrap_or_else(|| dogstatsd::default_url(&url));
         let statsd = dogstatsd::DogStatsd::connect(&statsd_url).await?;
-        let mut tasks = Vec::new();
-        let (traces, t) = spawn_lane(
-            traces::AgentTraces {
-                url: format!("{}/v0.4/traces", url.trim_end_matches('/')),
-            },
-            transport.clone(),
-            budget.clone(),
-            lane_cfg.clone(),
-            give_up.clone(),
-        );
-        tasks.push(t);
-        let logs = logs_lane(cfg, &transport, &budget, &lane_cfg, &give_up, &mut tasks);
+        let mut lanes = Lanes {
+            transport,
+            budget,
+            cfg: lane_cfg,
+            give_up,
+            tasks: Vec::new(),
+        };
+        let traces = lanes.spawn(traces::AgentTraces {
+            url: format!("{}/v0.4/traces", url.trim_end_matches('/')),
+        });
+        let logs = lanes.logs(cfg);
+        let tasks = lanes.tasks;
         Ok(Self {
             traces,
             statsd,
