@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stepstitch::decode::Limits;
 use stepstitch::durable::record::RequestRecord;
+use stepstitch::durable::wal::WalPayload;
 use stepstitch::durable::wal::{Wal, WalConfig};
 use stepstitch::export::datadog::traces::{self, IntakeTraces};
 use stepstitch::export::delivery::Encoder;
 use stepstitch::firehose::attributes::CommonAttributes;
-use stepstitch::firehose::handler::decode_body;
+use stepstitch::firehose::body::decode_body;
 use stepstitch::firehose::IngestLimits;
 use stepstitch::loadgen::traffic::{requests, Request, Shape};
 use stepstitch::stitch::output::StitchOut;
@@ -116,8 +117,12 @@ impl E2e {
                     attributes: b"[]".as_slice().into(),
                     body: body.as_ref().into(),
                 }
-                .encode();
-                let pin = wal.append(rec).await.unwrap();
+                .encode_head();
+                let payload = WalPayload {
+                    head: rec,
+                    body: body.clone(),
+                };
+                let pin = wal.append(payload).await.unwrap();
                 let events = tokio::task::block_in_place(|| decode_body(body, limits()))
                     .unwrap()
                     .events;

@@ -18,7 +18,7 @@ use crate::export::receipt::Outbox;
 use crate::export::{spawn_jsonl_exporter, Exporter};
 use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
 use crate::lifecycle::Lifecycle;
-use crate::pipeline::{spawn_event_consumer, ConsumerTotals, Handoff};
+use crate::pipeline::{spawn_decoders, spawn_event_consumer, ConsumerTotals, DecodeQueue, Handoff};
 use crate::stitch::builder::SpanConfig;
 use crate::stitch::output::ForwardLogs;
 use crate::stitch::service::{StitchConfig, StitcherHandle};
@@ -32,6 +32,15 @@ use tokio::sync::watch;
 
 /// Hand-off batches in flight at most (events are the real bound).
 const MAX_QUEUED_BATCHES: usize = 4096;
+/// Accepted requests waiting for a decode worker, at most (their bytes are
+/// bounded by STEPSTITCH_DECODE_QUEUE_BYTES).
+const MAX_QUEUED_REQUESTS: usize = 1024;
+
+/// One decode worker per core the process may run on (at most 8): decoding
+/// is the biggest CPU cost, and the workers are otherwise idle.
+fn decode_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 /// Stitcher emissions queued for the hub.
 const EMISSIONS_QUEUED: usize = 64;
 /// Items queued for the jsonl writer thread.
@@ -249,6 +258,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let totals = Arc::new(ConsumerTotals::default());
     let consumer = spawn_event_consumer(rx, events_out, totals.clone(), Some(stitcher.clone()))
         .context("starting the event consumer")?;
+    let (decode_queue, decode_rx) = DecodeQueue::new(
+        settings.decode_queue_bytes,
+        MAX_QUEUED_REQUESTS,
+        settings.handoff_wait,
+    );
+    let decoders = spawn_decoders(
+        decode_workers(),
+        decode_rx,
+        handoff.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .context("starting the decode workers")?;
 
     let ingest_limits = IngestLimits {
         max_body_bytes: settings.max_body_bytes,
@@ -263,7 +284,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             settings.max_concurrent_requests,
         )),
-        handoff: handoff.clone(),
+        decode_queue: decode_queue.clone(),
         lifecycle: lifecycle.clone(),
         clock: clock.clone(),
         wal: Some(wal.clone()),
@@ -272,10 +293,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         lifecycle: lifecycle.clone(),
         prometheus,
         handoff: handoff.gauge(),
+        decode_queue: decode_queue.gauge(),
         keys: keys.clone(),
         stitcher: Some(stitcher.clone()),
     };
     drop(handoff);
+    drop(decode_queue);
 
     let ingest_listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
@@ -381,9 +404,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::error!(error = %e, "ingest listener task failed"),
         Err(_) => tracing::warn!("in-flight Firehose requests did not finish in time"),
     }
-    // The ingest router owned the last hand-off sender: the consumer now
-    // drains what was accepted and stops.
-    let join = tokio::task::spawn_blocking(move || consumer.join());
+    // The ingest router owned the last decode queue sender: the decode
+    // workers finish what was accepted, drop their hand-off senders, and the
+    // consumer drains the rest and stops.
+    let join = tokio::task::spawn_blocking(move || {
+        for d in decoders {
+            let _ = d.join();
+        }
+        consumer.join()
+    });
     match tokio::time::timeout_at(deadline, join).await {
         Ok(_) => tracing::info!(
             events = totals.events.load(std::sync::atomic::Ordering::Relaxed),

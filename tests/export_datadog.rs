@@ -319,6 +319,8 @@ async fn an_intake_outage_turns_into_503s_with_bounded_memory_and_loses_nothing(
             "4MiB",
             "--queue-capacity-events",
             "20000",
+            "--decode-queue-bytes",
+            "1MiB",
             "--handoff-wait",
             "100ms",
         ],

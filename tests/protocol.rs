@@ -344,6 +344,7 @@ async fn largest_legal_requests_are_accepted() {
     let a = Post::new(&s, "max-body-gz").gzip().send(big).await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     let expected = 10_000 + 28 + 2 * 1300 * n;
+    s.settled().await;
     assert_eq!(
         s.metric("stepstitch_events_decoded_total").await as usize,
         expected

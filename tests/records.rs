@@ -163,6 +163,7 @@ async fn bad_records_are_skipped_and_counted_the_batch_is_200() {
     a.assert_contract("mixed");
     let events = s.events(56).await;
     assert_eq!(events.len(), 56, "both good records decoded");
+    s.settled().await;
     assert_eq!(s.metric(&metric_name("base64")).await, 1.0);
     assert_eq!(s.metric(&metric_name("gzip")).await, 1.0);
     assert_eq!(s.metric(&metric_name("json")).await, 2.0);
@@ -264,6 +265,7 @@ async fn record_and_request_decoded_budgets() {
         .send(body("rec-bomb", &[good.clone(), bomb.clone()]))
         .await;
     assert_eq!(a.status, 200);
+    s.settled().await;
     assert_eq!(s.metric(&metric_name("too_large")).await, 1.0);
     assert_eq!(s.events(28).await.len(), 28);
     // Past the request budget the whole request is refused (never half-accepted).
@@ -274,7 +276,8 @@ async fn record_and_request_decoded_budgets() {
     assert_eq!(a.status, 400);
     a.assert_contract("req-budget");
     assert!(a.json["errorMessage"].as_str().unwrap().contains("budget"));
-    assert_eq!(s.metric("stepstitch_events_decoded_total").await, 56.0);
+    // Refused from the records' gzip trailers, before anything was inflated.
+    assert_eq!(s.metric("stepstitch_events_decoded_total").await, 28.0);
     assert_eq!(s.metric("stepstitch_events_consumed_total").await, 28.0);
     assert!(
         s.peak_rss() < 150 << 20,
@@ -341,6 +344,8 @@ async fn queue_full_answers_503_and_recovers() {
         fifo.to_str().unwrap(),
         "--queue-capacity-events",
         "200",
+        "--decode-queue-bytes",
+        "1KiB",
         "--handoff-wait",
         "200ms",
     ]);
@@ -384,6 +389,81 @@ async fn queue_full_answers_503_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(recovered);
+    drop(s);
+    drain.join().unwrap();
+}
+
+/// Decoding runs after the answer: with the stitching side stalled, requests
+/// are still acknowledged (durable and queued) until the decode queue's byte
+/// bound is reached, and every one of them is decoded once the stall ends.
+#[tokio::test]
+async fn requests_are_acknowledged_before_decoding_and_decoded_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+    let s = Server::start(&[
+        "--events-out",
+        fifo.to_str().unwrap(),
+        "--queue-capacity-events",
+        "100",
+        "--decode-queue-bytes",
+        "64KiB",
+        "--handoff-wait",
+        "200ms",
+    ]);
+    let mut reader = reader.join().unwrap();
+    let f = fixture();
+    let rec = cwl_record(&f.lines, f.state_machine());
+    let one = body("x", std::slice::from_ref(&rec)).len();
+    // Far more events than the hand-off holds, in less than the decode queue.
+    let n = (60 << 10) / one;
+    assert!(n * 28 > 4 * 100, "{n} requests");
+    for i in 0..n {
+        let id = format!("early-{i}");
+        let a = Post::new(&s, &id)
+            .send(body(&id, std::slice::from_ref(&rec)))
+            .await;
+        assert_eq!(
+            a.status, 200,
+            "{id}: acknowledged while decoding is stalled"
+        );
+    }
+    let consumed = s.metric("stepstitch_events_consumed_total").await as usize;
+    assert!(consumed < n * 28, "the stall held nothing back: {consumed}");
+    assert!(s.metric("stepstitch_decode_queue_bytes").await > 0.0);
+    // Past the byte bound the next request is refused, not buffered.
+    let mut refused = false;
+    for i in 0..n {
+        let id = format!("over-{i}");
+        let a = Post::new(&s, &id)
+            .send(body(&id, std::slice::from_ref(&rec)))
+            .await;
+        if a.status == 503 {
+            refused = true;
+            break;
+        }
+        assert_eq!(a.status, 200);
+    }
+    assert!(refused, "the decode queue never filled");
+    let drain = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
+    });
+    s.settled().await;
+    let decoded = s.metric("stepstitch_requests_decoded_total").await as usize;
+    assert!(decoded >= n, "{decoded} of at least {n} requests decoded");
+    let events = s.metric("stepstitch_events_decoded_total").await as usize;
+    assert_eq!(
+        events,
+        decoded * 28,
+        "every acknowledged request decoded whole"
+    );
     drop(s);
     drain.join().unwrap();
 }

@@ -18,6 +18,7 @@ pub struct AdminState {
     pub lifecycle: Arc<Lifecycle>,
     pub prometheus: PrometheusHandle,
     pub handoff: HandoffGauge,
+    pub decode_queue: crate::pipeline::QueueGauge,
     pub keys: Arc<AccessKeys>,
     pub stitcher: Option<crate::stitch::service::StitcherHandle>,
 }
@@ -44,6 +45,9 @@ async fn render_metrics(State(st): State<AdminState>) -> impl IntoResponse {
     // Gauges that are cheaper to read at scrape time than to keep current.
     metrics::gauge!(names::HANDOFF_QUEUED_EVENTS).set(st.handoff.queued_events() as f64);
     metrics::gauge!(names::HANDOFF_CAPACITY_EVENTS).set(st.handoff.capacity_events() as f64);
+    metrics::gauge!(names::DECODE_QUEUE_BYTES).set(st.decode_queue.queued_bytes() as f64);
+    metrics::gauge!(names::DECODE_QUEUE_CAPACITY_BYTES)
+        .set(st.decode_queue.capacity_bytes() as f64);
     metrics::gauge!(names::ACCESS_KEYS_ACTIVE).set(st.keys.active_count() as f64);
     metrics::gauge!(names::READY).set(if st.lifecycle.is_ready() { 1.0 } else { 0.0 });
     if let Some(stitcher) = &st.stitcher {

@@ -137,6 +137,9 @@ pub struct ServeArgs {
         default_value = "1000000"
     )]
     pub queue_capacity_events: String,
+    /// Bytes of accepted request bodies waiting to be decoded, at most; past it requests get 503.
+    #[arg(long, env = "STEPSTITCH_DECODE_QUEUE_BYTES", default_value = "256MiB")]
+    pub decode_queue_bytes: String,
     /// How long a request waits for room in the queue before 503.
     #[arg(long, env = "STEPSTITCH_HANDOFF_WAIT", default_value = "1s")]
     pub handoff_wait: String,
@@ -352,6 +355,7 @@ pub struct Settings {
     pub max_request_decoded_bytes: usize,
     pub max_concurrent_requests: usize,
     pub queue_capacity_events: usize,
+    pub decode_queue_bytes: usize,
     pub handoff_wait: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -453,6 +457,11 @@ mod names {
         "STEPSTITCH_QUEUE_CAPACITY_EVENTS",
         "--queue-capacity-events",
         "1000000"
+    );
+    pub const DECODE_QUEUE: Setting = setting!(
+        "STEPSTITCH_DECODE_QUEUE_BYTES",
+        "--decode-queue-bytes",
+        "256MiB"
     );
     pub const HANDOFF_WAIT: Setting = setting!("STEPSTITCH_HANDOFF_WAIT", "--handoff-wait", "1s");
     pub const REQUEST_TIMEOUT: Setting =
@@ -923,6 +932,7 @@ impl Settings {
             max_request_decoded_bytes,
             max_concurrent_requests: count(CONCURRENCY, &a.max_concurrent_requests)?,
             queue_capacity_events: count(QUEUE, &a.queue_capacity_events)?,
+            decode_queue_bytes: size(DECODE_QUEUE, &a.decode_queue_bytes)?,
             handoff_wait: dur(HANDOFF_WAIT, &a.handoff_wait)?,
             request_timeout,
             shutdown_timeout: dur(SHUTDOWN_TIMEOUT, &a.shutdown_timeout)?,

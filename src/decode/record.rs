@@ -18,7 +18,7 @@ use base64::Engine;
 use std::sync::Arc;
 
 /// Standard alphabet; padding optional (some producers strip it).
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -82,6 +82,18 @@ impl RequestDecoder {
 
     pub fn stats(&self) -> &DecodeStats {
         &self.stats
+    }
+
+    /// Events decoded and not yet taken.
+    pub fn events_len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Takes the events decoded so far; decoding can go on.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        // The next chunk will be as big: one allocation, no doubling copies.
+        let cap = self.events.capacity();
+        std::mem::replace(&mut self.events, Vec::with_capacity(cap))
     }
 
     fn fail(&mut self, reason: FailureReason, message: impl FnOnce() -> String) {

@@ -64,7 +64,15 @@ impl<'a> Reader<'a> {
 
 impl<'a> RequestRecord<'a> {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + self.attributes.len() + 128);
+        let mut out = self.encode_head();
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Everything but the body's bytes (which come last): the WAL writes
+    /// the body from the request's own buffer.
+    pub fn encode_head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.attributes.len() + 128);
         out.push(VERSION);
         out.push(KIND_REQUEST);
         out.extend_from_slice(&self.received_at_ms.to_le_bytes());
@@ -76,7 +84,7 @@ impl<'a> RequestRecord<'a> {
             false,
         );
         put_bytes(&mut out, &self.attributes, true);
-        put_bytes(&mut out, &self.body, true);
+        out.extend_from_slice(&(self.body.len() as u32).to_le_bytes());
         out
     }
 

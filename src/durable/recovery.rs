@@ -7,7 +7,7 @@ use super::record::RequestRecord;
 use super::snapshot::{self, Snapshot};
 use super::wal::{list_segments, read_segment};
 use crate::firehose::attributes::CommonAttributes;
-use crate::firehose::handler::decode_body;
+use crate::firehose::body::decode_body;
 use crate::firehose::IngestLimits;
 use crate::stitch::output::{Emission, StitchOut};
 use crate::stitch::service::{Hold, StitcherHandle};

@@ -68,7 +68,30 @@ struct Shared {
     bytes: AtomicU64,
 }
 
-type Job = (Vec<u8>, oneshot::Sender<Result<Pin, WalError>>);
+/// A record's bytes in two parts, written back to back: the request body
+/// is shared with the request, not copied into a fresh buffer per request.
+#[derive(Debug, Default)]
+pub struct WalPayload {
+    pub head: Vec<u8>,
+    pub body: bytes::Bytes,
+}
+
+impl WalPayload {
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+impl From<Vec<u8>> for WalPayload {
+    fn from(head: Vec<u8>) -> Self {
+        Self {
+            head,
+            body: bytes::Bytes::new(),
+        }
+    }
+}
+
+type Job = (WalPayload, oneshot::Sender<Result<Pin, WalError>>);
 
 /// Cheap to clone; appends go to the writer thread.
 #[derive(Debug, Clone)]
@@ -83,15 +106,17 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.seg"))
 }
 
-fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+fn encode(seq: u64, payload: &WalPayload, out: &mut Vec<u8>) {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq.to_le_bytes());
-    crc.update(payload);
+    crc.update(&payload.head);
+    crc.update(&payload.body);
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&payload.head);
+    out.extend_from_slice(&payload.body);
 }
 
 /// What reading a segment found.
@@ -196,7 +221,8 @@ impl Wal {
     }
 
     /// Appends a record; returns once it is durable, with its pin.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<Pin, WalError> {
+    pub async fn append(&self, payload: impl Into<WalPayload>) -> Result<Pin, WalError> {
+        let payload = payload.into();
         let used = self.bytes();
         if used + payload.len() as u64 + HEADER as u64 > self.max_bytes {
             return Err(WalError::Full {

@@ -1,20 +1,22 @@
 //! `POST /firehose`: one Firehose delivery request, start to answer.
 //!
 //! Order matters: cheap refusals first (shutdown, request id, key, load,
-//! encoding), then the capped body read, then decoding on a blocking
-//! thread (a 64 MiB request is CPU work), then the bounded hand-off. 200 is
-//! sent only after the events are in the hand-off.
+//! encoding), then the capped body read, then the checks that decide the
+//! answer on a blocking thread (`body::precheck`), then room in the decode
+//! queue, then the write-ahead log. 200 is sent once the request is durable
+//! and queued; its records are decoded after the answer (`body.rs`).
 
 use super::attributes::CommonAttributes;
 use super::auth::{AccessKeys, AuthOutcome};
+use super::body;
 use super::contract::{contract_response, error_response, header_request_id};
 use super::errors::FirehoseError;
-use super::models::{headers, FirehoseRequest};
+use super::models::headers;
 use crate::clock::Clock;
-use crate::decode::{self, gzip, DecodeStats, FailureReason, RequestDecoder};
-use crate::events::Event;
+use crate::decode::{self, gzip};
 use crate::lifecycle::Lifecycle;
-use crate::pipeline::{EventBatch, Handoff, HandoffError};
+use crate::pipeline::decode_queue::QueueError;
+use crate::pipeline::{DecodeJob, DecodeQueue};
 use crate::telemetry::{self, names};
 use axum::body::Body;
 use axum::extract::State;
@@ -41,7 +43,8 @@ pub struct IngestState {
     pub limits: IngestLimits,
     /// Concurrent requests past the body read; more get 503 at once.
     pub concurrency: Arc<Semaphore>,
-    pub handoff: Handoff,
+    /// Accepted requests waiting for a decode worker.
+    pub decode_queue: DecodeQueue,
     pub lifecycle: Arc<Lifecycle>,
     pub clock: Arc<dyn Clock>,
     /// The write-ahead log; `None` only in tests of the protocol alone.
@@ -146,88 +149,74 @@ async fn handle(
 
     let limits = st.limits;
     let raw = body.clone();
-    let decoded = tokio::task::spawn_blocking(move || decode_body(body, limits))
+    let checked = tokio::task::spawn_blocking(move || body::precheck(body, limits))
         .await
         .map_err(|e| FirehoseError::Internal(format!("decoder task failed: {e}")))??;
-    let Decoded {
-        body_request_id,
-        events,
-        stats,
-    } = decoded;
-    telemetry::record_decode_stats(&stats);
 
-    if let Some(body_id) = body_request_id.as_deref() {
+    if let Some(body_id) = checked.body_request_id.as_deref() {
         if body_id != request_id {
             metrics::counter!(names::REQUEST_ID_MISMATCH).increment(1);
             tracing::warn!(body_request_id = %body_id, "body requestId differs from the header; answering with the header's");
         }
     }
-    if stats.failure(FailureReason::RequestBudget) > 0 {
-        // Accepting part of a batch would silently lose the rest; refusing it
-        // lets Firehose retry and finally back it up to S3.
-        return Err(FirehoseError::DecodeBudget {
-            limit: limits.decode.max_request_decoded_bytes,
-        });
+    let records = checked.records;
+    if checked.is_empty() {
+        // Nothing to keep (no records, or only control messages): no WAL
+        // record, no queue room.
+        let stats = checked.decoder.stats();
+        telemetry::record_decode_stats(stats);
+        metrics::counter!(names::REQUESTS_DECODED).increment(1);
+        tracing::info!(records, events = 0, "Firehose request accepted");
+        return Ok(());
     }
-    if stats.all_records_bad() {
-        let first = stats
-            .first_failure
-            .as_ref()
-            .map(|f| f.2.clone())
-            .unwrap_or_default();
-        return Err(FirehoseError::AllRecordsInvalid {
-            records: stats.records,
-            first,
-        });
-    }
-    log_skipped(&stats);
-
-    let n_events = events.len();
-    if !events.is_empty() {
-        let received_at = st.clock.now_ms();
-        // Durable before the 200: the body as received goes to the log.
-        let pin = match &st.wal {
-            Some(wal) => {
-                let record = crate::durable::record::RequestRecord {
-                    request_id: request_id.into(),
-                    received_at_ms: received_at,
-                    source_arn: source_arn.as_deref().map(Into::into),
-                    attributes: serde_json::to_vec(&attributes.pairs().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                        .into(),
-                    body: raw.as_ref().into(),
-                };
-                match wal.append(record.encode()).await {
-                    Ok(pin) => Some(pin),
-                    Err(e) => {
-                        metrics::counter!(names::WAL_REFUSED, "reason" => e.reason()).increment(1);
-                        return Err(e.into());
-                    }
+    // Room first: a refused request leaves nothing in the log.
+    let admission = st
+        .decode_queue
+        .admit(checked.plain.len())
+        .await
+        .map_err(|e| match e {
+            QueueError::Full => FirehoseError::QueueFull,
+            QueueError::Closed => FirehoseError::ShuttingDown,
+        })?;
+    let received_at = st.clock.now_ms();
+    // Durable before the 200: the body as received goes to the log.
+    let pin = match &st.wal {
+        Some(wal) => {
+            let record = crate::durable::record::RequestRecord {
+                request_id: request_id.into(),
+                received_at_ms: received_at,
+                source_arn: source_arn.as_deref().map(Into::into),
+                attributes: serde_json::to_vec(&attributes.pairs().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .into(),
+                body: std::borrow::Cow::Borrowed(&raw),
+            };
+            let payload = crate::durable::wal::WalPayload {
+                head: record.encode_head(),
+                body: raw.clone(),
+            };
+            match wal.append(payload).await {
+                Ok(pin) => Some(pin),
+                Err(e) => {
+                    metrics::counter!(names::WAL_REFUSED, "reason" => e.reason()).increment(1);
+                    return Err(e.into());
                 }
             }
-            None => None,
-        };
-        let mut batch = EventBatch::new(
-            Arc::from(request_id),
-            source_arn,
-            received_at,
-            Arc::new(attributes),
-            events,
-        );
-        batch.pin = pin;
-        st.handoff.submit(batch).await.map_err(|e| match e {
-            HandoffError::Full => FirehoseError::QueueFull,
-            HandoffError::Closed => FirehoseError::ShuttingDown,
-        })?;
-    }
-    tracing::info!(
-        records = stats.records,
-        events = n_events,
-        skipped = stats.total_failures(),
-        control_messages = stats.control_messages,
-        decoded_bytes = stats.decoded_bytes,
-        "Firehose request accepted"
-    );
+        }
+        None => None,
+    };
+    admission.send(DecodeJob {
+        request_id: Arc::from(request_id),
+        source_arn,
+        received_at_ms: received_at,
+        attributes: Arc::new(attributes),
+        plain: checked.plain,
+        next_record: checked.next_record,
+        records,
+        decoder: checked.decoder,
+        pin,
+    });
+    tracing::info!(records, "Firehose request accepted");
     Ok(())
 }
 
@@ -255,18 +244,6 @@ fn parse_attributes(headers: &HeaderMap) -> CommonAttributes {
     }
 }
 
-fn log_skipped(stats: &DecodeStats) {
-    if let Some((index, reason, message)) = &stats.first_failure {
-        tracing::warn!(
-            skipped = stats.total_failures(),
-            first_record = index,
-            first_reason = reason.label(),
-            first_error = %message,
-            "skipped undecodable records or log messages"
-        );
-    }
-}
-
 fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
@@ -285,46 +262,6 @@ async fn read_capped(body: Body, max: usize) -> Result<Bytes, FirehoseError> {
         Err(e) if is_length_limit(e.as_ref()) => Err(FirehoseError::BodyTooLarge { limit: max }),
         Err(e) => Err(FirehoseError::BodyRead(e.to_string())),
     }
-}
-
-pub struct Decoded {
-    pub body_request_id: Option<String>,
-    pub events: Vec<Event>,
-    pub stats: DecodeStats,
-}
-
-/// Gunzip (when compressed), parse, decode every record. Runs on a blocking thread.
-/// Decodes a request body (also used to replay the write-ahead log).
-pub fn decode_body(body: Bytes, limits: IngestLimits) -> Result<Decoded, FirehoseError> {
-    let mut plain = Vec::new();
-    let json: &[u8] = if gzip::is_gzip(&body) {
-        gzip::gunzip_capped(&body, limits.max_body_bytes, &mut plain).map_err(|e| match e {
-            gzip::GunzipError::TooLarge { cap } => FirehoseError::BodyTooLarge { limit: cap },
-            gzip::GunzipError::Corrupt(m) => FirehoseError::BodyGzip(m),
-        })?;
-        &plain
-    } else {
-        &body
-    };
-    // serde would also accept a JSON array as a struct; the protocol says object.
-    if json.trim_ascii_start().first() != Some(&b'{') {
-        return Err(FirehoseError::InvalidJson("expected a JSON object".into()));
-    }
-    let request: FirehoseRequest<'_> =
-        serde_json::from_slice(json).map_err(|e| FirehoseError::InvalidJson(e.to_string()))?;
-    let mut decoder = RequestDecoder::new(limits.decode);
-    for record in &request.records {
-        decoder.decode_record(&record.data);
-        if decoder.stats().failure(FailureReason::RequestBudget) > 0 {
-            break;
-        }
-    }
-    let (events, stats) = decoder.finish();
-    Ok(Decoded {
-        body_request_id: request.request_id.map(|c| c.into_owned()),
-        events,
-        stats,
-    })
 }
 
 #[cfg(test)]

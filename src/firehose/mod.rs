@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod auth;
+pub mod body;
 pub mod contract;
 pub mod errors;
 pub mod handler;

@@ -144,6 +144,23 @@ impl Handoff {
     }
 }
 
+impl Handoff {
+    /// Queues a batch, waiting as long as it takes (decode workers: their
+    /// request is already acknowledged, so waiting is the backpressure).
+    pub async fn submit_waiting(&self, mut batch: EventBatch) -> Result<(), HandoffError> {
+        let wanted = cost(&batch.events).clamp(1, self.capacity_events);
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| HandoffError::Closed)?;
+        batch.permit = Some(permit);
+        self.tx.send(batch).await.map_err(|_| HandoffError::Closed)
+    }
+}
+
 /// Queue depth, readable without holding a sender.
 #[derive(Debug, Clone)]
 pub struct HandoffGauge {

@@ -77,6 +77,15 @@ fn describe() {
         "Events accepted and not yet processed"
     );
     describe_gauge!(HANDOFF_CAPACITY_EVENTS, "Hand-off capacity in events");
+    describe_gauge!(
+        DECODE_QUEUE_BYTES,
+        "Bytes of accepted request bodies waiting for a decode worker"
+    );
+    describe_gauge!(
+        DECODE_QUEUE_CAPACITY_BYTES,
+        "Decode queue capacity in bytes"
+    );
+    describe_counter!(REQUESTS_DECODED, "Accepted Firehose requests fully decoded");
     describe_counter!(
         COMMON_ATTRIBUTES_INVALID,
         "Malformed common-attributes headers ignored"

@@ -27,6 +27,12 @@ pub const EVENTS_CONSUMED: &str = "stepstitch_events_consumed_total";
 pub const HANDOFF_QUEUED_EVENTS: &str = "stepstitch_handoff_queued_events";
 /// Gauge: capacity of the hand-off in events.
 pub const HANDOFF_CAPACITY_EVENTS: &str = "stepstitch_handoff_capacity_events";
+/// Gauge: bytes of accepted request bodies waiting for a decode worker.
+pub const DECODE_QUEUE_BYTES: &str = "stepstitch_decode_queue_bytes";
+/// Gauge: capacity of the decode queue in bytes.
+pub const DECODE_QUEUE_CAPACITY_BYTES: &str = "stepstitch_decode_queue_capacity_bytes";
+/// Counter: accepted requests fully decoded by the decode workers.
+pub const REQUESTS_DECODED: &str = "stepstitch_requests_decoded_total";
 /// Counter: malformed common-attributes headers ignored.
 pub const COMMON_ATTRIBUTES_INVALID: &str = "stepstitch_firehose_common_attributes_invalid_total";
 /// Counter: common-attribute entries dropped for breaking the protocol limits.

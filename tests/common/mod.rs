@@ -149,6 +149,22 @@ impl Server {
         parse_metric(&self.metrics().await, series)
     }
 
+    /// Waits until every accepted request is decoded (the decode queue is
+    /// empty): decoding runs after the 200, so its counters settle later.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = self.metrics().await;
+            if m.contains("stepstitch_decode_queue_bytes ")
+                && parse_metric(&m, "stepstitch_decode_queue_bytes") == 0.0
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "decode queue never drained");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the consumer has taken `n` events, then returns the
     /// decoded events written so far.
     pub async fn events(&self, n: usize) -> Vec<serde_json::Value> {
