@@ -213,7 +213,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
                 ev.iter().collect(),
                 &SpanConfig::default(),
                 None,
-                &HashSet::new(),
+                &stepstitch::stitch::held::IdSet::default(),
             )
             .samples
             .iter()

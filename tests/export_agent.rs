@@ -228,7 +228,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
             ev.iter().collect(),
             &SpanConfig::default(),
             None,
-            &HashSet::new(),
+            &stepstitch::stitch::held::IdSet::default(),
         );
         for s in b.spans {
             trace_ids.insert(s.trace_id);

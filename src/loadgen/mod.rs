@@ -3,6 +3,7 @@
 //! acknowledgement latency and the server's peak memory. Bounded by an
 //! event count and a time limit; loopback unless told otherwise.
 
+pub mod intake;
 pub mod traffic;
 
 use clap::Args;
@@ -62,6 +63,20 @@ pub struct LoadgenArgs {
     /// The server's process id, to report its peak resident memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The server's admin address (e.g. http://127.0.0.1:9090): after
+    /// sending, wait until the server has applied every acknowledged event
+    /// and report the sustained rate (acknowledgement alone only means
+    /// durable and queued).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Run a minimal Datadog intake on this address (point the server's
+    /// DD_APM_DD_URL / DD_DD_URL / DD_LOGS_CONFIG_LOGS_DD_URL at it) and
+    /// wait until every expected span arrived.
+    #[arg(long)]
+    pub fake_intake: Option<std::net::SocketAddr>,
+    /// How long to wait for the server (--admin) and the intake (--fake-intake).
+    #[arg(long, default_value = "120s")]
+    pub settle_timeout: humantime::Duration,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +110,14 @@ pub struct Report {
     pub retries_503: usize,
     pub failures: usize,
     pub server_peak_rss_mib: Option<f64>,
+    /// With --admin: seconds until the server had applied every event, and
+    /// the sustained rate over that time.
+    pub processed_seconds: Option<f64>,
+    pub processed_events_per_second: Option<f64>,
+    /// With --fake-intake: spans expected and received, and when the last arrived.
+    pub spans_expected: Option<u64>,
+    pub spans_received: Option<u64>,
+    pub spans_seconds: Option<f64>,
 }
 
 fn is_loopback(url: &str) -> bool {
@@ -163,6 +186,15 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
     }
     let shape = shape(&a)?;
     let events_per_exec = shape.events_per_execution() as f64;
+    let spans_per_exec = shape.spans_per_execution() as u64;
+    let intake = match a.fake_intake {
+        Some(addr) => Some(
+            intake::start(addr)
+                .await
+                .map_err(|e| LoadgenError::Client(format!("--fake-intake {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let gzip = shape.gzip;
     let total_events = a.events;
     let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
@@ -191,6 +223,10 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         acc += r.events;
     }
     let before = Arc::new(before);
+    let baseline = match &a.admin {
+        Some(admin) => Some(server_progress(&client, admin).await?),
+        None => None,
+    };
     let started = Instant::now();
     let stop_at = started + Duration::from(a.duration);
     let mut workers = Vec::new();
@@ -271,6 +307,38 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         let _ = w.await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let settle_by = Instant::now() + Duration::from(a.settle_timeout);
+    let (acked_now, ..) = *counts.lock().unwrap_or_else(|e| e.into_inner());
+    let mut processed_seconds = None;
+    if let (Some(admin), Some(base)) = (&a.admin, baseline) {
+        loop {
+            let p = server_progress(&client, admin).await?;
+            if p.decoded - base.decoded >= acked_now as f64 && p.queued == 0.0 {
+                processed_seconds = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            if Instant::now() >= settle_by {
+                break;
+            }
+            // Often enough for a precise time, rarely enough to cost nothing.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (mut spans_expected, mut spans_received, mut spans_seconds) = (None, None, None);
+    if let Some(counts) = &intake {
+        let executions = (acked_now as f64 / events_per_exec).round() as u64;
+        let expected = executions * spans_per_exec;
+        spans_expected = Some(expected);
+        loop {
+            let got = counts.spans.load(Ordering::Relaxed);
+            if got >= expected || Instant::now() >= settle_by {
+                spans_received = Some(got);
+                spans_seconds = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(f64::total_cmp);
     let (acked, retries, failures, bytes) = *counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -294,6 +362,36 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         retries_503: retries,
         failures,
         server_peak_rss_mib: a.server_pid.and_then(peak_rss_mib),
+        processed_seconds,
+        processed_events_per_second: processed_seconds.map(|t| acked as f64 / t),
+        spans_expected,
+        spans_received,
+        spans_seconds,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// `stepstitch_events_decoded_total`.
+    decoded: f64,
+    /// Bytes in the decode queue plus events in the hand-off: both are
+    /// released only once the stitcher applied the events.
+    queued: f64,
+}
+
+async fn server_progress(client: &reqwest::Client, admin: &str) -> Result<Progress, LoadgenError> {
+    let url = format!("{}/metrics", admin.trim_end_matches('/'));
+    let text = async { client.get(&url).send().await?.text().await }
+        .await
+        .map_err(|e| LoadgenError::Client(format!("--admin {url}: {e}")))?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Progress {
+        decoded: value("stepstitch_events_decoded_total"),
+        queued: value("stepstitch_decode_queue_bytes") + value("stepstitch_handoff_queued_events"),
     })
 }
 
@@ -324,6 +422,20 @@ impl std::fmt::Display for Report {
             "ack latency            p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.latency_ms_p50, self.latency_ms_p99, self.latency_ms_max
         )?;
+        if let (Some(t), Some(eps)) = (self.processed_seconds, self.processed_events_per_second) {
+            writeln!(
+                f,
+                "processed (sustained)  all events applied after {t:.2} s: {eps:.0} events/s"
+            )?;
+        }
+        if let (Some(exp), Some(got), Some(t)) =
+            (self.spans_expected, self.spans_received, self.spans_seconds)
+        {
+            writeln!(
+                f,
+                "fake intake            {got} of {exp} expected spans after {t:.2} s"
+            )?;
+        }
         match self.server_peak_rss_mib {
             Some(m) => write!(f, "server peak RSS        {m:.0} MiB"),
             None => write!(f, "server peak RSS        (pass --server-pid)"),

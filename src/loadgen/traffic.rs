@@ -53,6 +53,18 @@ impl Shape {
         };
         2 + 5 * self.states + map - usize::from(self.leave_open)
     }
+
+    /// Spans of one complete execution: the root, one per task state, and
+    /// for the Map its state span plus, per iteration, the iteration and
+    /// its Pass state.
+    pub fn spans_per_execution(&self) -> usize {
+        let map = if self.map_fanout > 0 {
+            1 + 2 * self.map_fanout
+        } else {
+            0
+        };
+        1 + self.states + map
+    }
 }
 
 /// One Firehose request, ready to send.
@@ -369,7 +381,7 @@ mod count_check {
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain)
                 .unwrap();
             let body = bytes::Bytes::from(plain);
-            let d = crate::firehose::handler::decode_body(
+            let d = crate::firehose::body::decode_body(
                 body,
                 crate::firehose::IngestLimits {
                     max_body_bytes: 80 << 20,

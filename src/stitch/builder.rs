@@ -14,11 +14,12 @@
 //! walking up the frames to the state or iteration they name.
 
 use super::context::{self, TraceContext};
+use super::held::IdSet;
 use super::ids;
 use super::output::MetricSample;
 use super::span::{op, Span};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 // A child of this module so it can read the placement's private parts.
 #[path = "signals.rs"]
@@ -221,7 +222,7 @@ struct Builder<'a> {
     orphans: usize,
     /// Events already emitted and dropped (closed top-level states of a
     /// running execution): a link to one is known, at the execution level.
-    pruned: &'a HashSet<u64>,
+    pruned: &'a IdSet,
 }
 
 impl<'a> Builder<'a> {
@@ -317,7 +318,7 @@ impl<'a> Builder<'a> {
             .collect();
         for i in 0..self.events.len() {
             let e = self.ev(i);
-            let known = e.previous_event_id == 0 || self.pruned.contains(&e.previous_event_id);
+            let known = e.previous_event_id == 0 || self.pruned.contains(e.previous_event_id);
             let base = match self.ctx.get(&e.previous_event_id) {
                 Some(c) => *c,
                 None if known => (0, None),
@@ -662,7 +663,12 @@ pub fn build_spans(
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
 ) -> Vec<Span> {
-    build_spans_pruned(events.iter().collect(), cfg, ctx_override, &HashSet::new())
+    build_spans_pruned(
+        events.iter().collect(),
+        cfg,
+        ctx_override,
+        &IdSet::default(),
+    )
 }
 
 /// `build_spans` for an execution some of whose events were pruned after
@@ -671,7 +677,7 @@ pub fn build_spans_pruned(
     events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
-    pruned: &HashSet<u64>,
+    pruned: &IdSet,
 ) -> Vec<Span> {
     build_full(events, cfg, ctx_override, pruned).spans
 }
@@ -694,7 +700,7 @@ pub fn build_full(
     events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
-    pruned: &HashSet<u64>,
+    pruned: &IdSet,
 ) -> Build {
     with_placed(events, cfg, pruned, |b| {
         let f = finish(b, ctx_override, false);
@@ -712,7 +718,7 @@ pub fn build_full(
 fn with_placed<R>(
     mut sorted: Vec<&Event>,
     cfg: &SpanConfig,
-    pruned: &HashSet<u64>,
+    pruned: &IdSet,
     f: impl FnOnce(&Builder<'_>) -> R,
 ) -> Option<R> {
     if sorted.is_empty() {
@@ -759,7 +765,7 @@ pub fn build_closed_spans(
     events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
-    pruned: &HashSet<u64>,
+    pruned: &IdSet,
 ) -> ClosedBuild {
     with_placed(events, cfg, pruned, |b| {
         let f = finish(b, ctx_override, true);

@@ -13,6 +13,7 @@
 //! bounded: the oldest entries go first.
 
 use super::context::{self, TraceContext};
+use super::held::HeldEvents;
 use super::ids;
 use crate::events::{Details, Event, EventKind, ExecutionArn};
 use std::collections::{HashMap, VecDeque};
@@ -114,11 +115,7 @@ pub fn is_join_event(e: &Event) -> bool {
 
 /// The trace context of an execution: its own input's, else what a parent
 /// registered for it, else its own ARN.
-pub fn resolve(
-    events: &HashMap<u64, Event>,
-    arn: &str,
-    registry: &JoinRegistry,
-) -> Option<TraceContext> {
+pub fn resolve(events: &HeldEvents, arn: &str, registry: &JoinRegistry) -> Option<TraceContext> {
     let started = events
         .values()
         .find(|e| e.kind == EventKind::ExecutionStarted);
@@ -133,7 +130,7 @@ pub fn resolve(
 
 /// Registers every child this execution's events name. Returns false when
 /// some could not be resolved yet (their Task's entered event is missing).
-pub fn register_children(events: &HashMap<u64, Event>, arn: &str, registry: &JoinRegistry) -> bool {
+pub fn register_children(events: &HeldEvents, arn: &str, registry: &JoinRegistry) -> bool {
     let joins: Vec<&Event> = events.values().filter(|e| is_join_event(e)).collect();
     if joins.is_empty() {
         return true;
@@ -167,13 +164,13 @@ pub fn register_children(events: &HashMap<u64, Event>, arn: &str, registry: &Joi
                     continue;
                 };
                 // Walk back to the Task's entered event for its span id.
-                let mut cur = events.get(&e.previous_event_id);
+                let mut cur = events.get(e.previous_event_id);
                 let mut hops = 0;
                 while let Some(c) = cur {
                     if c.kind == EventKind::TaskStateEntered || hops > 64 {
                         break;
                     }
-                    cur = events.get(&c.previous_event_id);
+                    cur = events.get(c.previous_event_id);
                     hops += 1;
                 }
                 match cur.filter(|c| c.kind == EventKind::TaskStateEntered) {

@@ -4,6 +4,7 @@
 pub mod builder;
 pub mod checkpoint;
 pub mod context;
+pub mod held;
 pub mod ids;
 pub mod joins;
 pub mod output;

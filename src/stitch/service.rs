@@ -16,6 +16,7 @@
 use super::builder::{build_closed_spans, build_full, SpanConfig};
 use super::checkpoint::{ContextState, ExecState, Marker, Part, ShardState};
 use super::context::TraceContext;
+use super::held::{HeldEvents, IdSet};
 use super::joins::{self, JoinRegistry};
 use super::output::{Emission, ForwardLogs, LogRecord, MetricSample, StitchOut};
 use super::span::op;
@@ -131,7 +132,7 @@ enum ShardMsg {
     /// Send the state downstream, behind the emissions made so far.
     Checkpoint(mpsc::Sender<Part>),
     Restore(Vec<ExecState>, oneshot::Sender<()>),
-    Snapshot(oneshot::Sender<StitchSnapshot>),
+    Snapshot(oneshot::Sender<StitchSnapshot>, bool),
     /// Finalize everything now (tests).
     FlushAll(oneshot::Sender<()>),
     /// Finalize everything and stop (shutdown).
@@ -150,7 +151,7 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Events(e, _, _) => write!(f, "Events({})", e.len()),
             ShardMsg::Checkpoint(_) => f.write_str("Checkpoint"),
             ShardMsg::Restore(e, _) => write!(f, "Restore({})", e.len()),
-            ShardMsg::Snapshot(_) => f.write_str("Snapshot"),
+            ShardMsg::Snapshot(..) => f.write_str("Snapshot"),
             ShardMsg::FlushAll(_) => f.write_str("FlushAll"),
             ShardMsg::Stop(_) => f.write_str("Stop"),
         }
@@ -270,11 +271,24 @@ impl StitcherHandle {
         Ok(())
     }
 
+    /// The shards' counters (cheap: answered from counters).
     pub async fn snapshot(&self) -> Result<StitchSnapshot, Stopped> {
+        self.snapshot_inner(false).await
+    }
+
+    /// The counters plus held events and payload bytes, which cost a walk
+    /// over everything held (tests, diagnostics).
+    pub async fn deep_snapshot(&self) -> Result<StitchSnapshot, Stopped> {
+        self.snapshot_inner(true).await
+    }
+
+    async fn snapshot_inner(&self, deep: bool) -> Result<StitchSnapshot, Stopped> {
         let mut total = StitchSnapshot::default();
         for s in &self.shards {
             let (tx, rx) = oneshot::channel();
-            s.send(ShardMsg::Snapshot(tx)).await.map_err(|_| Stopped)?;
+            s.send(ShardMsg::Snapshot(tx, deep))
+                .await
+                .map_err(|_| Stopped)?;
             total.add(&rx.await.map_err(|_| Stopped)?);
         }
         Ok(total)
@@ -304,7 +318,7 @@ impl StitcherHandle {
 
 #[derive(Debug)]
 struct Exec {
-    events: HashMap<u64, Event>,
+    events: HeldEvents,
     last_seen: Instant,
     /// When the execution becomes final (terminal seen + grace).
     final_at: Option<Instant>,
@@ -315,7 +329,7 @@ struct Exec {
     emitted: HashSet<u64>,
     /// Every event id ever taken, kept past finalization (8 bytes each) so a
     /// redelivered event is recognised as a duplicate, not a late event.
-    seen: HashSet<u64>,
+    seen: IdSet,
     context: Option<TraceContext>,
     /// The delivery stream's parameters (service, env, tags).
     attrs: Arc<CommonAttributes>,
@@ -323,7 +337,7 @@ struct Exec {
     pending_joins: bool,
     first_seen: Instant,
     /// Ids of events dropped after incremental emission (8 bytes each).
-    pruned: HashSet<u64>,
+    pruned: IdSet,
     /// Events arrived since the last incremental emission.
     dirty: bool,
     last_partial: Option<Instant>,
@@ -405,8 +419,8 @@ impl Shard {
                         self.import_state(execs);
                         let _ = reply.send(());
                     }
-                    Some(ShardMsg::Snapshot(reply)) => {
-                        let _ = reply.send(self.snapshot());
+                    Some(ShardMsg::Snapshot(reply, deep)) => {
+                        let _ = reply.send(self.snapshot(deep));
                     }
                     Some(ShardMsg::FlushAll(reply)) => {
                         self.flush_all().await;
@@ -426,15 +440,23 @@ impl Shard {
         self.flush_all().await;
     }
 
-    fn snapshot(&self) -> StitchSnapshot {
+    /// Counters, in constant time (scraped with /metrics); `deep` adds the
+    /// held events and payload bytes, which walk every held event.
+    fn snapshot(&self, deep: bool) -> StitchSnapshot {
         let mut s = self.stats.clone();
-        s.open_executions = self
-            .execs
-            .values()
-            .filter(|e| e.finalized_at.is_none())
-            .count();
-        debug_assert_eq!(s.open_executions, self.open, "open-execution count drifted");
-        s.retained_executions = self.execs.len() - s.open_executions;
+        s.open_executions = self.open;
+        s.retained_executions = self.execs.len() - self.open;
+        if !deep {
+            return s;
+        }
+        debug_assert_eq!(
+            self.execs
+                .values()
+                .filter(|e| e.finalized_at.is_none())
+                .count(),
+            self.open,
+            "open-execution count drifted"
+        );
         s.held_events = self.execs.values().map(|e| e.events.len()).sum();
         s.held_payload_bytes = self
             .execs
@@ -456,30 +478,26 @@ impl Shard {
         let execs = self
             .execs
             .iter()
-            .map(|(arn, e)| {
-                let mut held: Vec<&Event> = e.events.values().collect();
-                held.sort_by_key(|ev| ev.id);
-                ExecState {
-                    arn: arn.to_string(),
-                    attrs: e
-                        .attrs
-                        .pairs()
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect(),
-                    events: held.into_iter().map(super::output::event_line).collect(),
-                    seen: sorted(&e.seen),
-                    pruned: sorted(&e.pruned),
-                    emitted: sorted(&e.emitted),
-                    context: e.context.as_ref().map(|c| ContextState {
-                        trace_id: c.trace_id,
-                        tid: c.tid.clone(),
-                        parent_id: c.parent_id,
-                    }),
-                    finalized: e.finalized_at.is_some(),
-                    final_pending: e.final_at.is_some(),
-                    idle_ms: now.duration_since(e.last_seen).as_millis() as u64,
-                    dirty: e.dirty,
-                }
+            .map(|(arn, e)| ExecState {
+                arn: arn.to_string(),
+                attrs: e
+                    .attrs
+                    .pairs()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                events: e.events.values().map(super::output::event_line).collect(),
+                seen: e.seen.iter().collect(),
+                pruned: e.pruned.iter().collect(),
+                emitted: sorted(&e.emitted),
+                context: e.context.as_ref().map(|c| ContextState {
+                    trace_id: c.trace_id,
+                    tid: c.tid.clone(),
+                    parent_id: c.parent_id,
+                }),
+                finalized: e.finalized_at.is_some(),
+                final_pending: e.final_at.is_some(),
+                idle_ms: now.duration_since(e.last_seen).as_millis() as u64,
+                dirty: e.dirty,
             })
             .collect();
         ShardState { execs }
@@ -492,11 +510,14 @@ impl Shard {
         let mut arns = crate::events::ArnCache::default();
         for st in execs {
             let arn: Arc<str> = Arc::from(st.arn.as_str());
-            let mut events = HashMap::new();
+            let mut events = HeldEvents::default();
+            let mut ids = IdSet::default();
             for line in &st.events {
                 match crate::events::parse_log_line(line, &mut arns) {
                     Ok(e) => {
-                        events.insert(e.id, e);
+                        if ids.insert(e.id) {
+                            events.insert(e);
+                        }
                     }
                     Err(err) => {
                         tracing::error!(execution_arn = %arn, error = %err, "snapshot event unreadable; skipped")
@@ -555,17 +576,17 @@ impl Shard {
                 .or_insert_with(|| {
                     *open += 1;
                     Exec {
-                        events: HashMap::new(),
+                        events: HeldEvents::default(),
                         last_seen: now,
                         final_at: None,
                         finalized_at: None,
                         emitted: HashSet::new(),
-                        seen: HashSet::new(),
+                        seen: IdSet::default(),
                         context: None,
                         attrs: attrs.clone(),
                         pending_joins: false,
                         first_seen: now,
-                        pruned: HashSet::new(),
+                        pruned: IdSet::default(),
                         dirty: false,
                         last_partial: None,
                     }
@@ -590,7 +611,7 @@ impl Shard {
                 joins_touched.push(e.execution_arn.clone());
             }
             exec.dirty = true;
-            exec.events.insert(e.id, e);
+            exec.events.insert(e);
         }
         // Register children before any of them can finalize.
         for arn in joins_touched {
@@ -731,7 +752,7 @@ impl Shard {
             &exec.pruned,
         );
         for id in &built.released {
-            if let Some(e) = exec.events.get_mut(id) {
+            if let Some(e) = exec.events.get_mut(*id) {
                 e.details.release_payloads();
             }
         }
@@ -749,8 +770,9 @@ impl Shard {
             &built.tags,
         );
         // Every span of a prunable event is emitted by now (now or before).
-        for id in built.prunable {
-            exec.events.remove(&id);
+        let prunable: IdSet = built.prunable.into_iter().collect();
+        exec.events.remove_all(&prunable);
+        for id in prunable.iter() {
             exec.pruned.insert(id);
         }
         if emission.spans.is_empty() {
@@ -806,8 +828,7 @@ impl Shard {
             .events
             .values()
             .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
-        let events: Vec<Event> = exec.events.drain().map(|(_, e)| e).collect();
-        exec.events.shrink_to_fit();
+        let events: Vec<Event> = exec.events.take_all();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
         let built = build_full(events.iter().collect(), &cfg, ctx.as_ref(), &exec.pruned);
         let spans = built.spans;
@@ -1304,7 +1325,7 @@ mod incremental_tests {
                 emitted.extend(b.spans);
             }
             let names: HashSet<&str> = emitted.iter().map(|s| s.resource.as_str()).collect();
-            let snap = h.snapshot().await.unwrap();
+            let snap = h.deep_snapshot().await.unwrap();
             match hour {
                 0 => {
                     assert!(
