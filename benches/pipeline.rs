@@ -144,6 +144,8 @@ impl E2e {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the server does (src/main.rs).
+    stepstitch::disable_huge_pages();
     let shape = Shape::default();
     let reqs = requests(&shape, 0, 100_000, 1_780_000_000_000);
     let events: usize = reqs.iter().map(|r| r.events).sum();

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use stepstitch::config::{Cli, Settings};
 
 fn main() -> ExitCode {
+    stepstitch::disable_huge_pages();
     let args = match Cli::parse().into_serve_args() {
         Ok(a) => a,
         Err(loadgen) => return run_loadgen(*loadgen),
