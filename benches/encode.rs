@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
     let protobuf = |spans: &[Span]| {
         let chunks: Vec<_> = traces::by_trace(spans)
             .into_iter()
-            .map(traces::chunk)
+            .map(traces::encoded_chunk)
             .collect();
         intake.encode(&chunks).unwrap().body.len()
     };

@@ -97,7 +97,7 @@ impl E2e {
                     if let StitchOut::Emission(em) = out {
                         let chunks: Vec<_> = traces::by_trace(&em.spans)
                             .into_iter()
-                            .map(traces::chunk)
+                            .map(traces::encoded_chunk)
                             .collect();
                         if !chunks.is_empty() {
                             intake.encode(&chunks).unwrap();

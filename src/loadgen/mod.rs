@@ -77,6 +77,11 @@ pub struct LoadgenArgs {
     /// How long to wait for the server (--admin) and the intake (--fake-intake).
     #[arg(long, default_value = "120s")]
     pub settle_timeout: humantime::Duration,
+    /// Before sending, time this many of the requests through decoding
+    /// alone (gunzip, base64, gunzip, JSON: the floor) on this thread, and
+    /// report the server's sustained rate as a share of it (needs --admin).
+    #[arg(long, default_value_t = 0)]
+    pub floor_requests: usize,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -118,6 +123,10 @@ pub struct Report {
     pub spans_expected: Option<u64>,
     pub spans_received: Option<u64>,
     pub spans_seconds: Option<f64>,
+    /// With --floor-requests: decoding alone, single-threaded, same bytes.
+    pub floor_events_per_second: Option<f64>,
+    /// Sustained rate / floor.
+    pub floor_ratio: Option<f64>,
 }
 
 fn is_loopback(url: &str) -> bool {
@@ -205,6 +214,14 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
             .await
             .expect("traffic generation"),
     );
+    let floor_events_per_second = if a.floor_requests > 0 {
+        let (reqs, n) = (reqs.clone(), a.floor_requests);
+        tokio::task::spawn_blocking(move || floor(&reqs[..n.min(reqs.len())]))
+            .await
+            .ok()
+    } else {
+        None
+    };
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(180))
@@ -364,10 +381,34 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         server_peak_rss_mib: a.server_pid.and_then(peak_rss_mib),
         processed_seconds,
         processed_events_per_second: processed_seconds.map(|t| acked as f64 / t),
+        floor_events_per_second,
+        floor_ratio: processed_seconds
+            .zip(floor_events_per_second)
+            .map(|(t, f)| acked as f64 / t / f),
         spans_expected,
         spans_received,
         spans_seconds,
     })
+}
+
+/// Decoding alone over `reqs` (as the server receives them), best of three.
+fn floor(reqs: &[Request]) -> f64 {
+    let limits = crate::firehose::IngestLimits {
+        max_body_bytes: 80 << 20,
+        decode: Default::default(),
+    };
+    let events: usize = reqs.iter().map(|r| r.events).sum();
+    let bodies: Vec<bytes::Bytes> = reqs.iter().map(|r| r.body.clone().into()).collect();
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for b in &bodies {
+                let d = crate::firehose::body::decode_body(b.clone(), limits);
+                std::hint::black_box(d.map(|d| d.events.len()).unwrap_or(0));
+            }
+            events as f64 / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -426,6 +467,13 @@ impl std::fmt::Display for Report {
             writeln!(
                 f,
                 "processed (sustained)  all events applied after {t:.2} s: {eps:.0} events/s"
+            )?;
+        }
+        if let (Some(fl), Some(r)) = (self.floor_events_per_second, self.floor_ratio) {
+            writeln!(
+                f,
+                "floor                  decoding alone {fl:.0} events/s; sustained = {:.0}% of it",
+                r * 100.0
             )?;
         }
         if let (Some(exp), Some(got), Some(t)) =

@@ -173,7 +173,7 @@ impl DatadogExporter {
             ExportItem::Spans(spans) => {
                 let chunks = traces::by_trace(spans)
                     .into_iter()
-                    .map(traces::chunk)
+                    .map(traces::encoded_chunk)
                     .collect();
                 self.traces.send(chunks, receipt).await;
             }
