@@ -16,6 +16,7 @@ pub mod durable;
 pub mod events;
 pub mod export;
 pub mod firehose;
+pub(crate) mod hashing;
 pub mod lifecycle;
 pub mod loadgen;
 pub mod pipeline;

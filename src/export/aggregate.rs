@@ -12,7 +12,7 @@
 use super::item::MetricPoint;
 use crate::stitch::output::{MetricKind, MetricSample};
 use crate::telemetry::names;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const WINDOW_SECS: i64 = 10;
@@ -37,7 +37,7 @@ struct Series {
 
 #[derive(Debug)]
 pub struct Aggregator {
-    windows: BTreeMap<i64, HashMap<Key, Series>>,
+    windows: BTreeMap<i64, crate::hashing::FastMap<Key, Series>>,
     /// Interned tag sets: one allocation per distinct set.
     tag_sets: std::collections::HashSet<Arc<[String]>>,
     series: usize,

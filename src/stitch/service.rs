@@ -22,6 +22,7 @@ use super::output::{Emission, ForwardLogs, LogRecord, MetricSample, StitchOut};
 use super::span::op;
 use super::span::Span;
 use crate::durable::pins::Pin;
+use crate::hashing::{FastMap, FastSet};
 
 /// What a batch of events holds until every shard applied its part: its WAL
 /// record's pin (reclamation) and its hand-off room (the memory bound counts
@@ -43,8 +44,8 @@ impl Hold {
 use crate::events::Event;
 use crate::firehose::attributes::CommonAttributes;
 use crate::telemetry::names;
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -159,9 +160,12 @@ impl std::fmt::Debug for ShardMsg {
 }
 
 fn shard_of(arn: &str, n: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    arn.hash(&mut h);
-    (h.finish() % n as u64) as usize
+    if n <= 1 {
+        return 0;
+    }
+    // Fixed seed: the same execution lands on the same shard in every run.
+    let h = foldhash::fast::FixedState::with_seed(0x5354_4954_4348).hash_one(arn);
+    (h % n as u64) as usize
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +194,9 @@ impl StitcherHandle {
 
     fn split(&self, events: Vec<Event>) -> Vec<Vec<Event>> {
         let n = self.shards.len();
+        if n == 1 {
+            return vec![events];
+        }
         let mut parts: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
         for e in events {
             parts[shard_of(&e.execution_arn, n)].push(e);
@@ -326,7 +333,7 @@ struct Exec {
     /// for the retention window is small: the ids already emitted and the
     /// trace context, so a straggler yields only new spans, in the right trace.
     finalized_at: Option<Instant>,
-    emitted: HashSet<u64>,
+    emitted: FastSet<u64>,
     /// Every event id ever taken, kept past finalization (8 bytes each) so a
     /// redelivered event is recognised as a duplicate, not a late event.
     seen: IdSet,
@@ -373,7 +380,7 @@ struct Shard {
     cfg: Arc<StitchConfig>,
     joins: Arc<JoinRegistry>,
     out: mpsc::Sender<StitchOut>,
-    execs: HashMap<Arc<str>, Exec>,
+    execs: FastMap<Arc<str>, Exec>,
     max_open: usize,
     stats: StitchSnapshot,
 }
@@ -393,7 +400,7 @@ impl Shard {
             cfg,
             joins,
             out,
-            execs: HashMap::new(),
+            execs: FastMap::default(),
             max_open,
             stats: StitchSnapshot::default(),
         }
@@ -470,7 +477,7 @@ impl Shard {
     /// Everything this shard holds, for a snapshot.
     fn export_state(&self) -> ShardState {
         let now = Instant::now();
-        let sorted = |set: &HashSet<u64>| {
+        let sorted = |set: &FastSet<u64>| {
             let mut v: Vec<u64> = set.iter().copied().collect();
             v.sort_unstable();
             v
@@ -580,7 +587,7 @@ impl Shard {
                         last_seen: now,
                         final_at: None,
                         finalized_at: None,
-                        emitted: HashSet::new(),
+                        emitted: FastSet::default(),
                         seen: IdSet::default(),
                         context: None,
                         attrs: attrs.clone(),
@@ -936,6 +943,7 @@ mod tests {
     use super::*;
     use crate::events::{EventKind, Payload};
     use crate::stitch::builder::build_spans;
+    use std::collections::HashSet;
 
     const ARN: &str = "arn:aws:states:us-east-1:418295736021:execution:Slow:run-1";
 
@@ -1200,6 +1208,7 @@ mod incremental_tests {
     use super::*;
     use crate::events::{Details, EventKind, Payload};
     use crate::stitch::builder::build_spans;
+    use std::collections::HashSet;
 
     /// A Standard execution running three hours: a Task, then hour-long Waits.
     fn long_running(arn: &str) -> Vec<Event> {
