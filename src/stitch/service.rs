@@ -159,6 +159,17 @@ impl std::fmt::Debug for ShardMsg {
     }
 }
 
+/// Lets the other tasks of the runtime run between two executions'
+/// emissions: a tick can finalize thousands of executions, and on a small
+/// machine the Firehose handler shares the worker thread with the shards
+/// (ack latency spiked to 300+ ms before this). Each emission costs about
+/// tens of µs, so a few per budget unit keep the yields cheap.
+async fn breathe() {
+    for _ in 0..4 {
+        tokio::task::coop::consume_budget().await;
+    }
+}
+
 fn shard_of(arn: &str, n: usize) -> usize {
     if n <= 1 {
         return 0;
@@ -419,7 +430,7 @@ impl Shard {
                         drop(hold);
                     }
                     Some(ShardMsg::Checkpoint(reply)) => {
-                        let marker = Marker { shard: self.index, state: self.export_state(), reply };
+                        let marker = Marker { shard: self.index, state: self.export_state().await, reply };
                         let _ = self.out.send(StitchOut::Checkpoint(marker)).await;
                     }
                     Some(ShardMsg::Restore(execs, reply)) => {
@@ -474,18 +485,23 @@ impl Shard {
         s
     }
 
-    /// Everything this shard holds, for a snapshot.
-    fn export_state(&self) -> ShardState {
+    /// Everything this shard holds, for a snapshot. It is taken between two
+    /// messages (so it is consistent) but yields to the runtime as it goes:
+    /// hundreds of thousands of held events take seconds to write out, and
+    /// the Firehose handler must not wait for that (ack spikes of 300+ ms).
+    async fn export_state(&self) -> ShardState {
         let now = Instant::now();
         let sorted = |set: &FastSet<u64>| {
             let mut v: Vec<u64> = set.iter().copied().collect();
             v.sort_unstable();
             v
         };
-        let execs = self
-            .execs
-            .iter()
-            .map(|(arn, e)| ExecState {
+        let mut execs = Vec::with_capacity(self.execs.len());
+        for (i, (arn, e)) in self.execs.iter().enumerate() {
+            if i % 16 == 15 {
+                breathe().await;
+            }
+            execs.push(ExecState {
                 arn: arn.to_string(),
                 attrs: e
                     .attrs
@@ -505,8 +521,8 @@ impl Shard {
                 final_pending: e.final_at.is_some(),
                 idle_ms: now.duration_since(e.last_seen).as_millis() as u64,
                 dirty: e.dirty,
-            })
-            .collect();
+            });
+        }
         ShardState { execs }
     }
 
@@ -648,6 +664,7 @@ impl Shard {
             self.stats.evictions += 1;
             metrics::counter!(names::STITCH_EVICTIONS).increment(1);
             self.finalize(&arn, true).await;
+            breathe().await;
         }
     }
 
@@ -671,6 +688,7 @@ impl Shard {
         }
         for (arn, evict) in due {
             self.finalize(&arn, evict).await;
+            breathe().await;
         }
         let every = self.cfg.incremental_interval;
         if !every.is_zero() {
@@ -690,6 +708,7 @@ impl Shard {
                 .collect();
             for arn in running {
                 self.emit_closed(&arn).await;
+                breathe().await;
             }
         }
         for arn in gone {
@@ -728,6 +747,7 @@ impl Shard {
         for arn in arns {
             // Shutdown and tests: everything out, redrive running or not.
             self.finalize(&arn, true).await;
+            breathe().await;
         }
     }
 
