@@ -385,13 +385,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .run(settings.snapshot_interval, snap_stop_rx),
     );
 
+    let signalled = shutdown_signal()?;
     lifecycle.set_ready(true);
     metrics::gauge!(names::READY).set(1.0);
     // Logged once serving and ready: scripts and tests wait for this line.
     tracing::info!(ingest = %ingest_addr, admin = %admin_addr, "listening");
     tracing::info!("ready");
 
-    shutdown_signal().await;
+    signalled.await;
     let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
     tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down: refusing new Firehose requests, finishing in-flight ones");
     lifecycle.begin_shutdown();
@@ -516,23 +517,26 @@ async fn reload_keys(keys: Arc<AccessKeys>, every: Duration, mut stop: watch::Re
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT/SIGTERM handlers now (before the service says it is
+/// ready, so a signal sent right after "ready" is never the default
+/// action, which would kill the process without draining) and returns the
+/// future that waits for one.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(signal = "SIGINT", "signal received"),
-        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(signal = "SIGINT", "signal received");
+    })
 }
