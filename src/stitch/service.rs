@@ -391,7 +391,9 @@ struct Shard {
     cfg: Arc<StitchConfig>,
     joins: Arc<JoinRegistry>,
     out: mpsc::Sender<StitchOut>,
-    execs: FastMap<Arc<str>, Exec>,
+    /// Boxed: the table keeps empty buckets (up to half of it after it
+    /// grows), and an empty bucket should cost a pointer, not an `Exec`.
+    execs: FastMap<Arc<str>, Box<Exec>>,
     max_open: usize,
     stats: StitchSnapshot,
 }
@@ -578,7 +580,7 @@ impl Shard {
             if exec.pending_joins {
                 joins::register_children(&exec.events, &arn, &self.joins);
             }
-            if let Some(old) = self.execs.insert(arn, exec) {
+            if let Some(old) = self.execs.insert(arn, Box::new(exec)) {
                 if old.finalized_at.is_none() {
                     self.open -= 1;
                 }
@@ -598,7 +600,7 @@ impl Shard {
                 .entry(e.execution_arn.clone())
                 .or_insert_with(|| {
                     *open += 1;
-                    Exec {
+                    Box::new(Exec {
                         events: HeldEvents::default(),
                         last_seen: now,
                         final_at: None,
@@ -612,7 +614,7 @@ impl Shard {
                         pruned: IdSet::default(),
                         dirty: false,
                         last_partial: None,
-                    }
+                    })
                 });
             exec.last_seen = now;
             if !attrs.is_empty() {
