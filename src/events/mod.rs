@@ -14,5 +14,7 @@ pub mod wire;
 pub use arn::{ArnError, ExecutionArn, WorkflowType};
 pub use history::{load_history, HistoryError};
 pub use kind::{DetailsShape, EventKind};
-pub use model::{Details, Event, Failure, LogSource, OtherDetails, Payload, TaskResource};
+pub use model::{
+    Details, Event, Failure, LogSource, OtherDetails, Payload, TaskResource, TaskScheduled,
+};
 pub use wire::{parse_log_line, ArnCache, EventError, LineError};

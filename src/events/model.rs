@@ -124,20 +124,9 @@ pub enum Details {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         assigned_variables_aws_truncated: bool,
     },
-    TaskScheduled {
-        #[serde(flatten)]
-        resource: TaskResource,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        region: Option<Box<str>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        parameters: Option<Payload>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        timeout_in_seconds: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        heartbeat_in_seconds: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        task_credentials_role_arn: Option<Box<str>>,
-    },
+    /// Boxed: the largest variant by far, and every held event pays for the
+    /// largest variant (memory per open execution, BENCHMARKS.md).
+    TaskScheduled(Box<TaskScheduled>),
     /// TaskStarted.
     TaskStarted(TaskResource),
     /// TaskSubmitted, TaskSucceeded.
@@ -209,6 +198,23 @@ pub enum Details {
     },
     /// An event type this build does not know: every recognised field is kept.
     Other(Box<OtherDetails>),
+}
+
+/// `TaskScheduled` details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct TaskScheduled {
+    #[serde(flatten)]
+    pub resource: TaskResource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<Box<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Payload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_in_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_in_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_credentials_role_arn: Option<Box<str>>,
 }
 
 /// The union of known detail fields, for event types added after this build.
@@ -294,7 +300,7 @@ impl Details {
                         .map(|(k, v)| k.len() + v.len())
                         .sum::<usize>()
             }
-            Details::TaskScheduled { parameters, .. } => p(parameters),
+            Details::TaskScheduled(t) => p(&t.parameters),
             Details::Other(o) => p(&o.input) + p(&o.output),
             _ => 0,
         }
@@ -316,7 +322,7 @@ impl Details {
                 *output = None;
                 *assigned_variables = Vec::new();
             }
-            Details::TaskScheduled { parameters, .. } => *parameters = None,
+            Details::TaskScheduled(t) => t.parameters = None,
             Details::Other(o) => {
                 o.input = None;
                 o.output = None;

@@ -5,7 +5,7 @@
 use super::arn::ExecutionArn;
 use super::kind::{DetailsShape, EventKind};
 use super::lenient::{EpochMillis, LenientU64};
-use super::model::{Details, Event, Failure, OtherDetails, Payload, TaskResource};
+use super::model::{Details, Event, Failure, OtherDetails, Payload, TaskResource, TaskScheduled};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -223,14 +223,14 @@ impl WireDetails<'_> {
                     .and_then(|d| d.truncated)
                     .unwrap_or(false),
             },
-            DetailsShape::TaskScheduled => Details::TaskScheduled {
+            DetailsShape::TaskScheduled => Details::TaskScheduled(Box::new(TaskScheduled {
                 resource: self.task_resource(),
                 region: boxed(self.region),
                 parameters: payload(self.parameters, None),
                 timeout_in_seconds: num(self.timeout_in_seconds),
                 heartbeat_in_seconds: num(self.heartbeat_in_seconds),
                 task_credentials_role_arn: self.task_credentials.and_then(|c| boxed(c.role_arn)),
-            },
+            })),
             DetailsShape::TaskStarted => Details::TaskStarted(self.task_resource()),
             DetailsShape::TaskOutput => Details::TaskOutput {
                 resource: self.task_resource(),
@@ -463,14 +463,15 @@ pub fn details_to_wire(d: &Details) -> serde_json::Value {
                 );
             }
         }
-        Details::TaskScheduled {
-            resource,
-            region,
-            parameters,
-            timeout_in_seconds,
-            heartbeat_in_seconds,
-            task_credentials_role_arn,
-        } => {
+        Details::TaskScheduled(t) => {
+            let TaskScheduled {
+                resource,
+                region,
+                parameters,
+                timeout_in_seconds,
+                heartbeat_in_seconds,
+                task_credentials_role_arn,
+            } = &**t;
             put_resource(&mut m, resource);
             put(&mut m, "region", region.as_deref());
             put_payload(&mut m, "parameters", parameters, false);

@@ -608,12 +608,8 @@ impl<'a> Builder<'a> {
 /// `resource_type`, `resource` and the Lambda function ARN a Task targets.
 fn task_target(e: &Event, execution_arn: &str) -> (Option<String>, Option<String>, Option<String>) {
     match &e.details {
-        Details::TaskScheduled {
-            resource,
-            parameters,
-            region,
-            ..
-        } => {
+        Details::TaskScheduled(t) => {
+            let (resource, parameters, region) = (&t.resource, &t.parameters, &t.region);
             let rt = resource.resource_type.as_deref().map(str::to_owned);
             let r = resource.resource.as_deref().map(str::to_owned);
             let farn = if rt.as_deref() == Some("lambda") {
