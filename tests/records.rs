@@ -8,6 +8,25 @@ use common::fixtures::Fixture;
 use common::Server;
 use serde_json::{json, Value};
 
+/// A server whose event consumer writes to a FIFO that nobody reads yet:
+/// once the pipe buffer fills, the consumer blocks, so the queues before it
+/// fill up. Reading the returned file ends the stall.
+fn stalled_server(args: &[&str]) -> (Server, std::fs::File, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+    let mut all = vec!["--events-out", fifo.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let s = Server::start(&all);
+    (s, reader.join().unwrap(), dir)
+}
+
 fn fixture() -> Fixture {
     Fixture::load("redrive_task_failure")
 }
@@ -328,20 +347,7 @@ async fn common_attributes_forms_and_limits() {
 
 #[tokio::test]
 async fn queue_full_answers_503_and_recovers() {
-    // The consumer writes events to a FIFO nobody reads: once the pipe
-    // buffer fills, the consumer blocks and the hand-off fills up.
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("events.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
-    let s = Server::start(&[
-        "--events-out",
-        fifo.to_str().unwrap(),
+    let (s, mut reader, _dir) = stalled_server(&[
         "--queue-capacity-events",
         "200",
         "--decode-queue-bytes",
@@ -349,7 +355,6 @@ async fn queue_full_answers_503_and_recovers() {
         "--handoff-wait",
         "200ms",
     ]);
-    let mut reader = reader.join().unwrap();
     let f = fixture();
     let rec = cwl_record(&f.lines, f.state_machine());
     let mut saw_503 = false;
@@ -398,18 +403,7 @@ async fn queue_full_answers_503_and_recovers() {
 /// bound is reached, and every one of them is decoded once the stall ends.
 #[tokio::test]
 async fn requests_are_acknowledged_before_decoding_and_decoded_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("events.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
-    let s = Server::start(&[
-        "--events-out",
-        fifo.to_str().unwrap(),
+    let (s, mut reader, _dir) = stalled_server(&[
         "--queue-capacity-events",
         "100",
         "--decode-queue-bytes",
@@ -417,7 +411,6 @@ async fn requests_are_acknowledged_before_decoding_and_decoded_after() {
         "--handoff-wait",
         "200ms",
     ]);
-    let mut reader = reader.join().unwrap();
     let f = fixture();
     let rec = cwl_record(&f.lines, f.state_machine());
     let one = body("x", std::slice::from_ref(&rec)).len();

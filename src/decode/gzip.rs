@@ -51,17 +51,18 @@ pub fn gunzip_capped(input: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<(), 
     }
 }
 
+/// One gzip member of `data`, for unit tests.
+#[cfg(test)]
+pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::{write::GzEncoder, Compression};
-    use std::io::Write;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = GzEncoder::new(Vec::new(), Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
 
     #[test]
     fn reads_every_member() {

@@ -203,14 +203,7 @@ fn estimated_decoded_size(data: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::{write::GzEncoder, Compression};
-    use std::io::Write;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = GzEncoder::new(Vec::new(), Compression::default());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
+    use crate::decode::gzip::gz;
 
     #[test]
     fn estimate_reads_the_gzip_trailer() {
