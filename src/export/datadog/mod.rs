@@ -93,6 +93,21 @@ struct Lanes {
 }
 
 impl Lanes {
+    fn new(
+        transport: Arc<dyn Transport>,
+        budget: Budget,
+        cfg: LaneConfig,
+        give_up: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            transport,
+            budget,
+            cfg,
+            give_up,
+            tasks: Vec::new(),
+        }
+    }
+
     fn spawn<E: super::delivery::Encoder>(&mut self, encoder: E) -> LaneSender<E> {
         let (lane, t) = spawn_lane(
             encoder,
@@ -135,13 +150,7 @@ impl DatadogExporter {
         give_up: watch::Receiver<bool>,
     ) -> Result<Self, DatadogError> {
         let key = cfg.api_key.clone().ok_or(DatadogError::NoApiKey)?;
-        let mut lanes = Lanes {
-            transport,
-            budget,
-            cfg: lane_cfg,
-            give_up,
-            tasks: Vec::new(),
-        };
+        let mut lanes = Lanes::new(transport, budget, lane_cfg, give_up);
         let traces = lanes.spawn(traces::IntakeTraces {
             url: cfg.endpoints.traces.clone(),
             api_key: key.clone(),
@@ -226,13 +235,7 @@ impl AgentExporter {
             .clone()
             .unwrap_or_else(|| dogstatsd::default_url(&url));
         let statsd = dogstatsd::DogStatsd::connect(&statsd_url).await?;
-        let mut lanes = Lanes {
-            transport,
-            budget,
-            cfg: lane_cfg,
-            give_up,
-            tasks: Vec::new(),
-        };
+        let mut lanes = Lanes::new(transport, budget, lane_cfg, give_up);
         let traces = lanes.spawn(traces::AgentTraces {
             url: format!("{}/v0.4/traces", url.trim_end_matches('/')),
         });

@@ -113,16 +113,6 @@ pub struct EncodedChunk {
     bytes: Vec<u8>,
 }
 
-impl EncodedChunk {
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
 mod wire {
     //! Field numbers of datadog-agent's `pb` messages (libdd-trace-protobuf).
     pub const CHUNK_PRIORITY: u32 = 1;
