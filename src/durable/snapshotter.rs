@@ -4,15 +4,15 @@
 
 use super::ledger::Ledger;
 use super::recovery::Paths;
-use super::snapshot::{self, OutboxState, Snapshot};
+use super::snapshot::{self, OutboxState};
 use super::wal::Wal;
 use crate::clock::Clock;
-use crate::stitch::checkpoint::SpanState;
+use crate::stitch::checkpoint::{ExecState, SpanState};
 use crate::stitch::service::StitcherHandle;
 use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub struct Snapshotter {
     pub paths: Paths,
@@ -27,33 +27,54 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     /// One snapshot: frontier first (what is applied now is covered), then
-    /// a new ledger generation, then the shards' states through the hub.
+    /// a new ledger generation, then the shards' states, streamed to the
+    /// file, and their outboxes through the hub.
     pub async fn take(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let frontier = self.wal.pins().frontier();
         let generation = self.ledger.rotate()?;
-        let parts = self
-            .stitcher
-            .checkpoint()
-            .await
-            .map_err(|_| anyhow::anyhow!("the stitcher stopped"))?;
-        let mut shards = Vec::with_capacity(parts.len());
-        let mut outbox = Vec::new();
-        for p in parts {
-            shards.push(p.state);
-            for (spans, logs) in p.outbox {
-                outbox.push(OutboxState {
-                    spans: spans.iter().map(SpanState::from).collect(),
-                    logs: logs.to_vec(),
-                });
-            }
-        }
-        let snap = Snapshot::new(frontier, generation, self.clock.now_ms(), shards, outbox);
+        let header = snapshot::Header {
+            frontier,
+            ledger_generation: generation,
+            created_ms: self.clock.now_ms(),
+        };
         let seq = self.next;
         self.next += 1;
         let dir = self.paths.snapshots.clone();
-        let bytes =
-            tokio::task::spawn_blocking(move || snapshot::write(&dir, seq, &snap)).await??;
+        // The writer streams executions out as the shards export them (a
+        // few batches in flight), then the outbox once the hub added it.
+        let (execs_tx, mut execs_rx) = mpsc::channel::<Vec<ExecState>>(4);
+        let (outbox_tx, outbox_rx) = oneshot::channel::<Vec<OutboxState>>();
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, usize)> {
+            let mut w = snapshot::Writer::create(&dir, seq, header)?;
+            let mut n = 0;
+            while let Some(batch) = execs_rx.blocking_recv() {
+                n += batch.len();
+                w.execs(&batch)?;
+            }
+            let outbox = outbox_rx
+                .blocking_recv()
+                .map_err(|_| std::io::Error::other("the stitcher stopped mid-snapshot"))?;
+            Ok((w.finish(&outbox)?, n))
+        });
+        let parts = match self.stitcher.checkpoint(execs_tx).await {
+            Ok(p) => p,
+            Err(_) => {
+                drop(outbox_tx);
+                let _ = writer.await;
+                anyhow::bail!("the stitcher stopped");
+            }
+        };
+        let outbox = parts
+            .into_iter()
+            .flat_map(|p| p.outbox)
+            .map(|(spans, logs)| OutboxState {
+                spans: spans.iter().map(SpanState::from).collect(),
+                logs: logs.to_vec(),
+            })
+            .collect();
+        let _ = outbox_tx.send(outbox);
+        let (bytes, executions) = writer.await??;
         let freed = self.wal.reclaim(frontier)?;
         self.ledger.remove_before(generation)?;
         snapshot::remove_before(&self.paths.snapshots, seq)?;
@@ -62,6 +83,7 @@ impl Snapshotter {
         tracing::info!(
             snapshot = seq,
             frontier,
+            executions,
             bytes,
             wal_freed_bytes = freed,
             wal_bytes = self.wal.bytes(),

@@ -150,7 +150,6 @@ impl Hub {
             .unwrap_or_default();
         let _ = marker.reply.try_send(Part {
             shard: marker.shard,
-            state: marker.state,
             outbox,
         });
     }

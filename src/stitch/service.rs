@@ -14,7 +14,7 @@
 //!   the hand-off and Firehose gets 503.
 
 use super::builder::{build_closed_spans, build_full, SpanConfig};
-use super::checkpoint::{ContextState, ExecState, Marker, Part, ShardState};
+use super::checkpoint::{ContextState, ExecState, Marker, Part, EXPORT_BATCH};
 use super::context::TraceContext;
 use super::held::{HeldEvents, IdSet};
 use super::joins::{self, JoinRegistry};
@@ -131,7 +131,7 @@ enum ShardMsg {
     /// Events of one WAL record (its pin is released once they are applied).
     Events(Vec<Event>, Arc<CommonAttributes>, Option<Arc<Hold>>),
     /// Send the state downstream, behind the emissions made so far.
-    Checkpoint(mpsc::Sender<Part>),
+    Checkpoint(mpsc::Sender<Vec<ExecState>>, mpsc::Sender<Part>),
     Restore(Vec<ExecState>, oneshot::Sender<()>),
     Snapshot(oneshot::Sender<StitchSnapshot>, bool),
     /// Finalize everything now (tests).
@@ -150,7 +150,7 @@ impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShardMsg::Events(e, _, _) => write!(f, "Events({})", e.len()),
-            ShardMsg::Checkpoint(_) => f.write_str("Checkpoint"),
+            ShardMsg::Checkpoint(..) => f.write_str("Checkpoint"),
             ShardMsg::Restore(e, _) => write!(f, "Restore({})", e.len()),
             ShardMsg::Snapshot(..) => f.write_str("Snapshot"),
             ShardMsg::FlushAll(_) => f.write_str("FlushAll"),
@@ -234,16 +234,20 @@ impl StitcherHandle {
         Ok(())
     }
 
-    /// Every shard's state, each completed by the hub with the shard's
-    /// undelivered emissions.
-    pub async fn checkpoint(&self) -> Result<Vec<Part>, Stopped> {
+    /// Every shard's state: its executions in batches to `execs` (which
+    /// closes once every shard is done), then its part, completed by the
+    /// hub with the shard's undelivered emissions.
+    pub async fn checkpoint(
+        &self,
+        execs: mpsc::Sender<Vec<ExecState>>,
+    ) -> Result<Vec<Part>, Stopped> {
         let (tx, mut rx) = mpsc::channel(self.shards.len());
         for s in &self.shards {
-            s.send(ShardMsg::Checkpoint(tx.clone()))
+            s.send(ShardMsg::Checkpoint(execs.clone(), tx.clone()))
                 .await
                 .map_err(|_| Stopped)?;
         }
-        drop(tx);
+        drop((tx, execs));
         let mut parts = Vec::with_capacity(self.shards.len());
         while let Some(p) = rx.recv().await {
             parts.push(p);
@@ -431,8 +435,9 @@ impl Shard {
                         // queue room frees once every shard is done.
                         drop(hold);
                     }
-                    Some(ShardMsg::Checkpoint(reply)) => {
-                        let marker = Marker { shard: self.index, state: self.export_state().await, reply };
+                    Some(ShardMsg::Checkpoint(execs, reply)) => {
+                        self.export_state(execs).await;
+                        let marker = Marker { shard: self.index, reply };
                         let _ = self.out.send(StitchOut::Checkpoint(marker)).await;
                     }
                     Some(ShardMsg::Restore(execs, reply)) => {
@@ -487,23 +492,24 @@ impl Shard {
         s
     }
 
-    /// Everything this shard holds, for a snapshot. It is taken between two
-    /// messages (so it is consistent) but yields to the runtime as it goes:
-    /// hundreds of thousands of held events take seconds to write out, and
-    /// the Firehose handler must not wait for that (ack spikes of 300+ ms).
-    async fn export_state(&self) -> ShardState {
+    /// Everything this shard holds, for a snapshot, in batches to `to`. It
+    /// is taken between two messages (so it is consistent) but yields to the
+    /// runtime as it goes: hundreds of thousands of held events take seconds
+    /// to write out, and the Firehose handler must not wait for that (ack
+    /// spikes of 300+ ms). The bounded channel paces it to the writer.
+    async fn export_state(&self, to: mpsc::Sender<Vec<ExecState>>) {
         let now = Instant::now();
         let sorted = |set: &FastSet<u64>| {
             let mut v: Vec<u64> = set.iter().copied().collect();
             v.sort_unstable();
             v
         };
-        let mut execs = Vec::with_capacity(self.execs.len());
+        let mut batch = Vec::with_capacity(EXPORT_BATCH);
         for (i, (arn, e)) in self.execs.iter().enumerate() {
             if i % 16 == 15 {
                 breathe().await;
             }
-            execs.push(ExecState {
+            batch.push(ExecState {
                 arn: arn.to_string(),
                 attrs: e
                     .attrs
@@ -524,8 +530,17 @@ impl Shard {
                 idle_ms: now.duration_since(e.last_seen).as_millis() as u64,
                 dirty: e.dirty,
             });
+            if batch.len() == EXPORT_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                if to.send(full).await.is_err() {
+                    // The writer gave up: this snapshot fails as a whole.
+                    return;
+                }
+            }
         }
-        ShardState { execs }
+        if !batch.is_empty() {
+            let _ = to.send(batch).await;
+        }
     }
 
     /// Takes executions back from a snapshot; their clocks restart now
@@ -1064,6 +1079,80 @@ mod tests {
 
     fn none_attrs() -> Arc<CommonAttributes> {
         Arc::new(CommonAttributes::default())
+    }
+
+    /// Answers checkpoint markers as the hub does (no outbox here) and
+    /// collects the emitted spans.
+    fn fake_hub(mut rx: mpsc::Receiver<StitchOut>) -> tokio::task::JoinHandle<Vec<Span>> {
+        tokio::spawn(async move {
+            let mut spans = Vec::new();
+            while let Some(out) = rx.recv().await {
+                match out {
+                    StitchOut::Emission(e) => spans.extend(e.spans),
+                    StitchOut::Checkpoint(m) => {
+                        let _ = m.reply.try_send(Part {
+                            shard: m.shard,
+                            outbox: vec![],
+                        });
+                    }
+                }
+            }
+            spans
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_streams_every_execution_in_batches_and_restores_whole() {
+        let arns: Vec<String> = (0..1000).map(|i| format!("{ARN}-{i}")).collect();
+        let (tx, rx) = mpsc::channel(64);
+        let (h, _) = StitcherHandle::spawn(cfg(), tx);
+        let _hub = fake_hub(rx);
+        for arn in &arns {
+            let first = slow_execution(arn)[0..2].to_vec();
+            h.send(first, none_attrs(), None).await.unwrap();
+        }
+        // A slow reader: the shards wait for it rather than pile up batches.
+        let (etx, mut erx) = mpsc::channel::<Vec<ExecState>>(1);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(batch) = erx.recv().await {
+                assert!(!batch.is_empty() && batch.len() <= EXPORT_BATCH);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                all.extend(batch);
+            }
+            all
+        });
+        let parts = h.checkpoint(etx).await.unwrap();
+        assert_eq!(parts.len(), 2);
+        let execs = reader.await.unwrap();
+        let got: HashSet<&str> = execs.iter().map(|e| e.arn.as_str()).collect();
+        assert_eq!(got.len(), 1000);
+        assert!(arns.iter().all(|a| got.contains(a.as_str())));
+        assert!(execs
+            .iter()
+            .all(|e| e.events.len() == 2 && e.seen == [1, 2]));
+
+        // Restored elsewhere, the executions go on from where they were.
+        let (tx2, rx2) = mpsc::channel(64);
+        let (h2, _) = StitcherHandle::spawn(cfg(), tx2);
+        let hub2 = fake_hub(rx2);
+        h2.restore(execs).await.unwrap();
+        assert_eq!(h2.snapshot().await.unwrap().open_executions, 1000);
+        let rest = slow_execution(&arns[7])[2..].to_vec();
+        h2.send(rest, none_attrs(), None).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(h2.snapshot().await.unwrap().open_executions, 999);
+        h2.stop().await.unwrap();
+        drop(h2);
+        let spans = hub2.await.unwrap();
+        let of_7: Vec<Span> = spans
+            .into_iter()
+            .filter(|s| s.meta["step_function.execution_arn"] == arns[7])
+            .collect();
+        assert_eq!(
+            of_7,
+            build_spans(&slow_execution(&arns[7]), &SpanConfig::default(), None)
+        );
     }
 
     #[tokio::test(start_paused = true)]
