@@ -19,7 +19,7 @@ use super::ids;
 use super::output::MetricSample;
 use super::span::{op, Span};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 // A child of this module so it can read the placement's private parts.
 #[path = "signals.rs"]
@@ -218,7 +218,9 @@ struct Builder<'a> {
     arn: &'a str,
     frames: Vec<Frame>,
     states: Vec<StateRec>,
-    ctx: HashMap<u64, (FrameIdx, Option<StateIdx>)>,
+    /// Where each event (by position) was placed; looked up by the id of
+    /// the event that caused the next one.
+    ctx: Vec<Option<(FrameIdx, Option<StateIdx>)>>,
     orphans: usize,
     /// Events already emitted and dropped (closed top-level states of a
     /// running execution): a link to one is known, at the execution level.
@@ -310,28 +312,30 @@ impl<'a> Builder<'a> {
             parent_frame: None,
             span_id: root_frame_span,
         });
-        let index: HashMap<u64, usize> = self
-            .events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.id, i))
-            .collect();
+        self.ctx = vec![None; self.events.len()];
         for i in 0..self.events.len() {
             let e = self.ev(i);
             let known = e.previous_event_id == 0 || self.pruned.contains(e.previous_event_id);
-            let base = match self.ctx.get(&e.previous_event_id) {
-                Some(c) => *c,
+            let prev = self.position(e.previous_event_id);
+            let base = match prev.and_then(|p| self.ctx[p]) {
+                Some(c) => c,
                 None if known => (0, None),
                 None => {
                     self.orphans += 1;
                     (0, None)
                 }
             };
-            let orphaned = !known && !index.contains_key(&e.previous_event_id);
-            let ctx = self.place_event(i, base, orphaned, &index);
+            let orphaned = !known && prev.is_none();
+            let ctx = self.place_event(i, base, orphaned);
             self.touch(ctx, i);
-            self.ctx.insert(e.id, ctx);
+            self.ctx[i] = Some(ctx);
         }
+    }
+
+    /// The position of event `id` (events are sorted by id and unique: a
+    /// binary search beats hashing, which was a visible part of builds).
+    fn position(&self, id: u64) -> Option<usize> {
+        self.events.binary_search_by_key(&id, |e| e.id).ok()
     }
 
     fn place_event(
@@ -339,7 +343,6 @@ impl<'a> Builder<'a> {
         i: usize,
         base: (FrameIdx, Option<StateIdx>),
         orphaned: bool,
-        index: &HashMap<u64, usize>,
     ) -> (FrameIdx, Option<StateIdx>) {
         use EventKind::*;
         let e = self.ev(i);
@@ -372,7 +375,7 @@ impl<'a> Builder<'a> {
             }
             k if is_state_entered(k) => {
                 let name = e.details.state_name().unwrap_or_default().to_owned();
-                let prev_kind = index.get(&e.previous_event_id).map(|&p| &self.ev(p).kind);
+                let prev_kind = self.position(e.previous_event_id).map(|p| &self.ev(p).kind);
                 let frame = if prev_kind == Some(&ParallelStateStarted) {
                     let parallel = base.1;
                     let span_id = ids::derived_span_id(self.arn, "branch", &[&e.id]);
@@ -729,7 +732,7 @@ fn with_placed<R>(
         arn: &arn,
         frames: Vec::new(),
         states: Vec::new(),
-        ctx: HashMap::new(),
+        ctx: Vec::new(),
         orphans: 0,
         pruned,
     };
@@ -804,13 +807,15 @@ fn prunable(b: &Builder<'_>) -> Vec<u64> {
     let done = |s: StateIdx| b.states[s].frame == 0 && b.states[s].exited.is_some();
     b.ctx
         .iter()
-        .filter_map(|(id, (frame, state))| {
+        .zip(b.events)
+        .filter_map(|(c, e)| {
+            let (frame, state) = (*c)?;
             let owner = match state {
-                Some(s) => Some(top(*s)),
-                None if *frame != 0 => b.frames[*frame].parent_state.map(top),
+                Some(s) => Some(top(s)),
+                None if frame != 0 => b.frames[frame].parent_state.map(top),
                 None => None,
             };
-            owner.filter(|&o| done(o)).map(|_| *id)
+            owner.filter(|&o| done(o)).map(|_| e.id)
         })
         .collect()
 }
@@ -1254,9 +1259,9 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             .iter()
             .map(|st| st.exited.or(st.closed_by).is_some())
             .collect();
-        for (id, (_, state)) in &b.ctx {
-            if state.is_some_and(|s| closed[s]) {
-                done.push(*id);
+        for (c, e) in b.ctx.iter().zip(ev) {
+            if c.and_then(|c| c.1).is_some_and(|s| closed[s]) {
+                done.push(e.id);
             }
         }
         done.extend(b.states.iter().filter_map(|st| st.exited.map(|x| ev[x].id)));

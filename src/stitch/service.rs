@@ -44,7 +44,6 @@ impl Hold {
 use crate::events::Event;
 use crate::firehose::attributes::CommonAttributes;
 use crate::telemetry::names;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -943,7 +942,7 @@ fn assemble<'e>(
     forward: ForwardLogs,
     tags: &[String],
 ) -> Emission {
-    let ids: HashMap<u64, usize> = fresh
+    let ids: FastMap<u64, usize> = fresh
         .iter()
         .enumerate()
         .map(|(i, s)| (s.span_id, i))
@@ -954,7 +953,7 @@ fn assemble<'e>(
         .unzip();
     let mut logs = Vec::new();
     if forward != ForwardLogs::None && !owners.is_empty() {
-        let owner_of: HashMap<u64, u64> = owners.iter().copied().collect();
+        let owner_of: FastMap<u64, u64> = owners.iter().copied().collect();
         for e in events {
             if forward == ForwardLogs::Errors && !LogRecord::is_error_event(&e.kind) {
                 continue;

@@ -6,10 +6,10 @@
 
 use super::{ms_to_ns, Builder, FrameKind, StateRec};
 use crate::events::{EventKind, ExecutionArn};
+use crate::hashing::FastMap;
 use crate::stitch::ids;
 use crate::stitch::output::{metric, MetricKind, MetricSample};
 use crate::stitch::span::Span;
-use std::collections::HashMap;
 
 fn attempt_span_id(b: &Builder<'_>, st: &StateRec, n: usize) -> u64 {
     let e_in = b.events[st.entered];
@@ -44,11 +44,12 @@ fn is_task_started(kind: &EventKind) -> bool {
 /// branch, Map run, redrive or execution span it is part of.
 pub(super) fn event_owners(b: &Builder<'_>, exec_id: u64) -> Vec<(u64, u64)> {
     let ev = b.events;
-    let mut owner: Vec<u64> = ev
+    let mut owner: Vec<u64> = b
+        .ctx
         .iter()
-        .map(|e| match b.ctx.get(&e.id) {
-            Some(&(_, Some(s))) => b.states[s].span_id,
-            Some(&(f, None)) => b.frames[f].span_id,
+        .map(|c| match *c {
+            Some((_, Some(s))) => b.states[s].span_id,
+            Some((f, None)) => b.frames[f].span_id,
             None => exec_id,
         })
         .collect();
@@ -78,7 +79,7 @@ pub(super) fn event_owners(b: &Builder<'_>, exec_id: u64) -> Vec<(u64, u64)> {
         for (n, a) in st.attempts.iter().enumerate().skip(1) {
             let id = attempt_span_id(b, st, n);
             for j in a.scheduled..=a.end.unwrap_or(a.scheduled) {
-                let in_state = b.ctx.get(&ev[j].id).is_some_and(|c| c.1 == Some(si));
+                let in_state = b.ctx[j].is_some_and(|c| c.1 == Some(si));
                 if (in_state || j == a.scheduled) && is_task_event(&ev[j].kind) {
                     owner[j] = id;
                 }
@@ -192,7 +193,7 @@ pub(super) fn enhanced_samples(
 ) -> Vec<(u64, MetricSample)> {
     use MetricKind::*;
     let ev = b.events;
-    let by_id: HashMap<u64, &Span> = spans.iter().map(|(s, _)| (s.span_id, s)).collect();
+    let by_id: FastMap<u64, &Span> = spans.iter().map(|(s, _)| (s.span_id, s)).collect();
     let end_ms = |s: &Span| (s.start + s.duration) / 1_000_000;
     let mut out = Out {
         samples: Vec::new(),
