@@ -119,6 +119,9 @@ pub struct Report {
     /// the sustained rate over that time.
     pub processed_seconds: Option<f64>,
     pub processed_events_per_second: Option<f64>,
+    /// With --admin and --server-pid: the server's CPU time over that same
+    /// window (all its threads), to tell cost from idle time.
+    pub processed_cpu_seconds: Option<f64>,
     /// With --fake-intake: spans expected and received, and when the last arrived.
     pub spans_expected: Option<u64>,
     pub spans_received: Option<u64>,
@@ -146,6 +149,17 @@ fn is_loopback(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// CPU time (user + system, all threads) a process has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: f64 = rest.next()?.parse().ok()?;
+    let stime: f64 = rest.next()?.parse().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some((utime + stime) / 100.0)
 }
 
 /// Peak resident memory (VmHWM) of a process, in MiB.
@@ -244,6 +258,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         Some(admin) => Some(server_progress(&client, admin).await?),
         None => None,
     };
+    let cpu_at_start = a.server_pid.and_then(cpu_seconds);
     let started = Instant::now();
     let stop_at = started + Duration::from(a.duration);
     let mut workers = Vec::new();
@@ -327,11 +342,17 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
     let settle_by = Instant::now() + Duration::from(a.settle_timeout);
     let (acked_now, ..) = *counts.lock().unwrap_or_else(|e| e.into_inner());
     let mut processed_seconds = None;
+    let mut processed_cpu_seconds = None;
     if let (Some(admin), Some(base)) = (&a.admin, baseline) {
         loop {
             let p = server_progress(&client, admin).await?;
             if p.decoded - base.decoded >= acked_now as f64 && p.queued == 0.0 {
                 processed_seconds = Some(started.elapsed().as_secs_f64());
+                processed_cpu_seconds = a
+                    .server_pid
+                    .and_then(cpu_seconds)
+                    .zip(cpu_at_start)
+                    .map(|(now, then)| now - then);
                 break;
             }
             if Instant::now() >= settle_by {
@@ -380,6 +401,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         failures,
         server_peak_rss_mib: a.server_pid.and_then(peak_rss_mib),
         processed_seconds,
+        processed_cpu_seconds,
         processed_events_per_second: processed_seconds.map(|t| acked as f64 / t),
         floor_events_per_second,
         floor_ratio: processed_seconds
@@ -468,6 +490,14 @@ impl std::fmt::Display for Report {
                 f,
                 "processed (sustained)  all events applied after {t:.2} s: {eps:.0} events/s"
             )?;
+            if let Some(cpu) = self.processed_cpu_seconds.filter(|c| *c > 0.0) {
+                writeln!(
+                    f,
+                    "server CPU meanwhile   {cpu:.2} s ({:.0}% of the window): {:.0} events per CPU-second",
+                    cpu / t * 100.0,
+                    self.events_acked as f64 / cpu
+                )?;
+            }
         }
         if let (Some(fl), Some(r)) = (self.floor_events_per_second, self.floor_ratio) {
             writeln!(
