@@ -168,6 +168,28 @@ impl Drop for Writer {
     }
 }
 
+/// Writes snapshot `seq` from executions as they arrive (until every
+/// sender is gone), then the outbox; returns its size in bytes and the
+/// number of executions. Blocking: runs on the writer's own thread.
+pub fn write_streamed(
+    dir: &Path,
+    seq: u64,
+    header: Header,
+    mut execs: tokio::sync::mpsc::Receiver<Vec<ExecState>>,
+    outbox: tokio::sync::oneshot::Receiver<Vec<OutboxState>>,
+) -> std::io::Result<(u64, usize)> {
+    let mut w = Writer::create(dir, seq, header)?;
+    let mut n = 0;
+    while let Some(batch) = execs.blocking_recv() {
+        n += batch.len();
+        w.execs(&batch)?;
+    }
+    let outbox = outbox
+        .blocking_recv()
+        .map_err(|_| std::io::Error::other("the stitcher stopped mid-snapshot"))?;
+    Ok((w.finish(&outbox)?, n))
+}
+
 /// The newest readable snapshot and its number; unreadable ones are
 /// reported and skipped.
 pub fn latest(dir: &Path) -> std::io::Result<Option<(u64, Snapshot)>> {
@@ -281,6 +303,35 @@ mod tests {
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(latest(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_stream_cut_off_before_the_outbox_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Header {
+            frontier: 2,
+            ledger_generation: 1,
+            created_ms: 1,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        tx.try_send(vec![exec("a"), exec("b")]).unwrap();
+        drop(tx);
+        drop(otx);
+        assert!(write_streamed(dir.path(), 1, h, rx, orx).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Whole when the outbox comes.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        tx.try_send(vec![exec("a"), exec("b")]).unwrap();
+        drop(tx);
+        otx.send(vec![]).unwrap();
+        let (_, n) = write_streamed(dir.path(), 2, h, rx, orx).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            latest(dir.path()).unwrap().unwrap().1.shards[0].execs.len(),
+            2
+        );
     }
 
     #[test]

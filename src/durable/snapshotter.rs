@@ -56,26 +56,16 @@ impl Snapshotter {
         let dir = self.paths.snapshots.clone();
         // The writer streams executions out as the shards export them (a
         // few batches in flight), then the outbox once the hub added it.
-        let (execs_tx, mut execs_rx) = mpsc::channel::<Vec<ExecState>>(4);
+        let (execs_tx, execs_rx) = mpsc::channel::<Vec<ExecState>>(4);
         let (outbox_tx, outbox_rx) = oneshot::channel::<Vec<OutboxState>>();
         let (done_tx, writer) = oneshot::channel();
         std::thread::Builder::new()
             .name("stepstitch-snap".into())
             .spawn(move || {
                 background_priority();
-                let written = (|| -> std::io::Result<(u64, usize)> {
-                    let mut w = snapshot::Writer::create(&dir, seq, header)?;
-                    let mut n = 0;
-                    while let Some(batch) = execs_rx.blocking_recv() {
-                        n += batch.len();
-                        w.execs(&batch)?;
-                    }
-                    let outbox = outbox_rx
-                        .blocking_recv()
-                        .map_err(|_| std::io::Error::other("the stitcher stopped mid-snapshot"))?;
-                    Ok((w.finish(&outbox)?, n))
-                })();
-                let _ = done_tx.send(written);
+                let _ = done_tx.send(snapshot::write_streamed(
+                    &dir, seq, header, execs_rx, outbox_rx,
+                ));
             })?;
         let parts = match self.stitcher.checkpoint(execs_tx).await {
             Ok(p) => p,

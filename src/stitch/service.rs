@@ -129,7 +129,8 @@ impl StitchSnapshot {
 enum ShardMsg {
     /// Events of one WAL record (its pin is released once they are applied).
     Events(Vec<Event>, Arc<CommonAttributes>, Option<Arc<Hold>>),
-    /// Send the state downstream, behind the emissions made so far.
+    /// Hand the executions to the snapshot writer, then send a marker
+    /// downstream, behind the emissions made so far.
     Checkpoint(mpsc::Sender<Vec<ExecState>>, mpsc::Sender<Part>),
     Restore(Vec<ExecState>, oneshot::Sender<()>),
     Snapshot(oneshot::Sender<StitchSnapshot>, bool),
