@@ -236,16 +236,20 @@ mod tests {
 
     /// The whole of `snap` through a `Writer` (its shards become one).
     fn write(dir: &Path, seq: u64, snap: &Snapshot) -> std::io::Result<u64> {
-        let h = Header {
-            frontier: snap.frontier,
-            ledger_generation: snap.ledger_generation,
-            created_ms: snap.created_ms,
-        };
+        let h = header(snap.frontier, snap.ledger_generation, snap.created_ms);
         let mut w = Writer::create(dir, seq, h)?;
         for s in &snap.shards {
             w.execs(&s.execs)?;
         }
         w.finish(&snap.outbox)
+    }
+
+    fn header(frontier: u64, ledger_generation: u64, created_ms: i64) -> Header {
+        Header {
+            frontier,
+            ledger_generation,
+            created_ms,
+        }
     }
 
     fn exec(arn: &str) -> ExecState {
@@ -267,11 +271,7 @@ mod tests {
     #[test]
     fn a_streamed_snapshot_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Header {
-            frontier: 7,
-            ledger_generation: 3,
-            created_ms: 99,
-        };
+        let h = header(7, 3, 99);
         let mut w = Writer::create(dir.path(), 1, h).unwrap();
         w.execs(&[exec("a"), exec("b")]).unwrap();
         w.execs(&[]).unwrap();
@@ -293,11 +293,7 @@ mod tests {
     #[test]
     fn an_unfinished_snapshot_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Header {
-            frontier: 1,
-            ledger_generation: 1,
-            created_ms: 1,
-        };
+        let h = header(1, 1, 1);
         let mut w = Writer::create(dir.path(), 4, h).unwrap();
         w.execs(&[exec("a")]).unwrap();
         drop(w);
@@ -308,11 +304,7 @@ mod tests {
     #[test]
     fn a_stream_cut_off_before_the_outbox_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Header {
-            frontier: 2,
-            ledger_generation: 1,
-            created_ms: 1,
-        };
+        let h = header(2, 1, 1);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (otx, orx) = tokio::sync::oneshot::channel();
         tx.try_send(vec![exec("a"), exec("b")]).unwrap();
