@@ -245,7 +245,7 @@ fn every_fixture_has_a_correct_tree() {
             assert!(
                 spans.iter().any(|s| s.error == 1
                     && s.name == op::STATE
-                    && s.meta.get("error.type").map(String::as_str) == err),
+                    && s.meta.get("error.type").map(|t| t.as_str()) == err),
                 "{name}: failure {err:?} of event {} not on any state span",
                 e.id
             );
@@ -262,7 +262,7 @@ fn redrive_spans() {
     let spans = build_spans(&events, &cfg(), None);
     let redrive: Vec<&Span> = spans
         .iter()
-        .filter(|s| s.meta.get("redrive").map(String::as_str) == Some("true"))
+        .filter(|s| s.meta.get("redrive").map(|t| t.as_str()) == Some("true"))
         .collect();
     assert_eq!(redrive.len(), 1);
     let r = redrive[0];

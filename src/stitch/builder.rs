@@ -18,8 +18,8 @@ use super::held::IdSet;
 use super::ids;
 use super::output::MetricSample;
 use super::span::{op, Span};
+use super::tags::{Meta, Metrics};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
-use std::collections::BTreeMap;
 
 // A child of this module so it can read the placement's private parts.
 #[path = "signals.rs"]
@@ -820,6 +820,31 @@ fn prunable(b: &Builder<'_>) -> Vec<u64> {
         .collect()
 }
 
+/// Which payload a span captures, and its tag keys.
+#[derive(Clone, Copy)]
+enum Capture {
+    Input,
+    Output,
+}
+
+impl Capture {
+    /// The value, `_truncated` and `_aws_truncated` keys.
+    fn keys(self) -> [&'static str; 3] {
+        match self {
+            Capture::Input => [
+                "step_function.input",
+                "step_function.input_truncated",
+                "step_function.input_aws_truncated",
+            ],
+            Capture::Output => [
+                "step_function.output",
+                "step_function.output_truncated",
+                "step_function.output_aws_truncated",
+            ],
+        }
+    }
+}
+
 /// Builds every span with a flag saying whether it is final already; in
 /// `partial` mode (execution still running) the missing terminal event does
 /// not mark spans incomplete. Also returns the events consumed by closed states.
@@ -845,36 +870,27 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         .unwrap_or_default();
     let service = b.cfg.service.clone().unwrap_or_else(|| sm_name.clone());
 
-    let mut common: BTreeMap<String, String> = BTreeMap::new();
-    common.insert("trace_type".into(), "stepfunctions".into());
-    common.insert("step_function.execution_arn".into(), arn.to_owned());
+    let mut common = Meta::with_capacity(12 + b.cfg.tags.len());
+    common.insert("trace_type", "stepfunctions");
+    common.insert("step_function.execution_arn", arn);
     if let Some(a) = &parsed {
-        common.insert(
-            "step_function.execution_name".into(),
-            a.execution_name.to_owned(),
-        );
-        common.insert(
-            "step_function.state_machine_arn".into(),
-            a.state_machine_arn(),
-        );
-        common.insert(
-            "step_function.state_machine_name".into(),
-            a.state_machine_name.to_owned(),
-        );
-        common.insert("region".into(), a.region.to_owned());
-        common.insert("account_id".into(), a.account_id.to_owned());
+        common.insert("step_function.execution_name", a.execution_name);
+        common.insert("step_function.state_machine_arn", a.state_machine_arn());
+        common.insert("step_function.state_machine_name", a.state_machine_name);
+        common.insert("region", a.region);
+        common.insert("account_id", a.account_id);
     }
     for (k, v) in &b.cfg.tags {
-        common.entry(k.clone()).or_insert_with(|| v.clone());
+        common.insert_if_absent(k.clone(), v.as_str());
     }
     if let Some(env) = &b.cfg.env {
-        common.insert("env".into(), env.clone());
+        common.insert("env", env.as_str());
     }
     if let Some(version) = &b.cfg.version {
-        common.insert("version".into(), version.clone());
+        common.insert("version", version.as_str());
     }
     if !complete && !partial {
-        common.insert("step_function.incomplete".into(), "true".into());
+        common.insert("step_function.incomplete", "true");
     }
 
     let mut spans = Vec::new();
@@ -885,8 +901,8 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
               start: usize,
               end: usize,
               redrive: u32| {
-        let mut metrics = BTreeMap::new();
-        metrics.insert("step_function.redrive_count".into(), redrive as f64);
+        let mut metrics = Metrics::with_capacity(4);
+        metrics.insert("step_function.redrive_count", redrive as f64);
         Span {
             trace_id: trace.trace_id,
             span_id: id,
@@ -898,7 +914,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             start: ms_to_ns(ev[start].timestamp_ms),
             duration: ms_to_ns((ev[end].timestamp_ms - ev[start].timestamp_ms).max(0)),
             error: 0,
-            meta: common.clone(),
+            meta: common.clone_with_room(8),
             metrics,
         }
     };
@@ -906,17 +922,17 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         s.error = 1;
         if let Some(f) = f {
             if let Some(t) = &f.error {
-                s.meta.insert("error.type".into(), t.to_string());
+                s.meta.insert("error.type", t.to_string());
             }
             if let Some(c) = &f.cause {
                 s.meta.insert(
-                    "error.message".into(),
+                    "error.message",
                     cut_utf8(c, MAX_ERROR_MESSAGE_BYTES).0.to_owned(),
                 );
             }
         }
     };
-    let capture = |s: &mut Span, key: &str, p: Option<&Payload>| {
+    let capture = |s: &mut Span, key: Capture, p: Option<&Payload>| {
         let Some(p) = p else { return };
         if b.cfg.max_payload_bytes == 0 {
             return;
@@ -928,15 +944,13 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         };
         let text = redacted.as_deref().unwrap_or(&p.text);
         let (cut, truncated) = cut_utf8(text, b.cfg.max_payload_bytes);
-        s.meta
-            .insert(format!("step_function.{key}"), cut.to_owned());
+        let [value, truncated_key, aws_truncated_key] = key.keys();
+        s.meta.insert(value, cut);
         if truncated {
-            s.meta
-                .insert(format!("step_function.{key}_truncated"), "true".into());
+            s.meta.insert(truncated_key, "true");
         }
         if p.aws_truncated {
-            s.meta
-                .insert(format!("step_function.{key}_aws_truncated"), "true".into());
+            s.meta.insert(aws_truncated_key, "true");
         }
     };
 
@@ -955,26 +969,26 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         redrive0,
     );
     if let Some(tid) = &trace.tid {
-        exec.meta.insert("_dd.p.tid".into(), tid.clone());
+        exec.meta.insert("_dd.p.tid", tid.clone());
     }
     if trace.source != "own" {
         exec.meta
-            .insert("step_function.context_source".into(), trace.source.into());
+            .insert("step_function.context_source", trace.source);
     }
     capture(
         &mut exec,
-        "input",
+        Capture::Input,
         started.and_then(|s| ev[s].details.input()),
     );
     if let Some(t) = first_terminal {
-        capture(&mut exec, "output", ev[t].details.output());
+        capture(&mut exec, Capture::Output, ev[t].details.output());
         if ev[t].kind != EventKind::ExecutionSucceeded {
             set_error(&mut exec, ev[t].details.failure());
         }
     }
     if b.orphans > 0 {
         exec.metrics
-            .insert("step_function.orphaned_events".into(), b.orphans as f64);
+            .insert("step_function.orphaned_events", b.orphans as f64);
     }
     // A build of a redrive segment alone (the original run was emitted and
     // forgotten long ago) must not emit the execution span a second time.
@@ -1053,7 +1067,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                     end_i,
                     ev[*event].redrive_count,
                 );
-                s.meta.insert("redrive".into(), "true".into());
+                s.meta.insert("redrive", "true");
                 if let Some(e) = end {
                     if ev[*e].kind != EventKind::ExecutionSucceeded {
                         set_error(&mut s, ev[*e].details.failure());
@@ -1079,7 +1093,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                     ev[*start].redrive_count,
                 );
                 s.metrics
-                    .insert("step_function.map.iteration_index".into(), *index as f64);
+                    .insert("step_function.map.iteration_index", *index as f64);
                 if let Some(e) = end {
                     if matches!(
                         ev[*e].kind,
@@ -1142,32 +1156,28 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             end_i,
             e_in.redrive_count,
         );
-        s.meta
-            .insert("step_function.state_name".into(), st.name.clone());
-        s.meta
-            .insert("step_function.state_type".into(), st.state_type.into());
+        s.meta.insert("step_function.state_name", st.name.clone());
+        s.meta.insert("step_function.state_type", st.state_type);
         let retries = st.attempts.len().saturating_sub(1);
         s.metrics
-            .insert("step_function.retry_count".into(), retries as f64);
-        capture(&mut s, "input", e_in.details.input());
+            .insert("step_function.retry_count", retries as f64);
+        capture(&mut s, Capture::Input, e_in.details.input());
         capture(
             &mut s,
-            "output",
+            Capture::Output,
             st.exited.and_then(|x| ev[x].details.output()),
         );
         if let Some(rt) = &st.resource_type {
-            s.meta
-                .insert("step_function.resource_type".into(), rt.clone());
+            s.meta.insert("step_function.resource_type", rt.clone());
         }
         if let Some(r) = &st.resource {
-            s.meta.insert("step_function.resource".into(), r.clone());
+            s.meta.insert("step_function.resource", r.clone());
         }
         if let Some(f) = &st.function_arn {
-            s.meta.insert("function_arn".into(), f.clone());
+            s.meta.insert("function_arn", f.clone());
         }
         if st.orphaned {
-            s.meta
-                .insert("step_function.orphaned".into(), "true".into());
+            s.meta.insert("step_function.orphaned", "true");
         }
         // The execution's failure explains a state it left open, unless a
         // Catch closed the state's container first (then it is unrelated).
@@ -1204,20 +1214,15 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 end_a,
                 e_in.redrive_count,
             );
-            sa.meta
-                .insert("step_function.state_name".into(), st.name.clone());
-            sa.meta
-                .insert("step_function.state_type".into(), st.state_type.into());
-            sa.meta
-                .insert("step_function.attempt".into(), n.to_string());
-            sa.metrics
-                .insert("step_function.retry_count".into(), n as f64);
+            sa.meta.insert("step_function.state_name", st.name.clone());
+            sa.meta.insert("step_function.state_type", st.state_type);
+            sa.meta.insert("step_function.attempt", n.to_string());
+            sa.metrics.insert("step_function.retry_count", n as f64);
             if let Some(rt) = &st.resource_type {
-                sa.meta
-                    .insert("step_function.resource_type".into(), rt.clone());
+                sa.meta.insert("step_function.resource_type", rt.clone());
             }
             if let Some(r) = &st.resource {
-                sa.meta.insert("step_function.resource".into(), r.clone());
+                sa.meta.insert("step_function.resource", r.clone());
             }
             if let Some(f) = &a.failure {
                 set_error(&mut sa, Some(f));
@@ -1240,8 +1245,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 map_run_arn: Some(m),
             } = &ev[*start].details
             {
-                sr.meta
-                    .insert("step_function.map_run_arn".into(), m.to_string());
+                sr.meta.insert("step_function.map_run_arn", m.to_string());
             }
             if let Some(e) = end {
                 if ev[*e].kind != EventKind::MapRunSucceeded {

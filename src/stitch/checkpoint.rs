@@ -70,8 +70,12 @@ impl From<&Span> for SpanState {
             start: s.start,
             duration: s.duration,
             error: s.error,
-            meta: s.meta.clone(),
-            metrics: s.metrics.clone(),
+            meta: s
+                .meta
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_string()))
+                .collect(),
+            metrics: s.metrics.iter().map(|(k, v)| (k.to_owned(), *v)).collect(),
         }
     }
 }
@@ -89,8 +93,8 @@ impl From<SpanState> for Span {
             start: s.start,
             duration: s.duration,
             error: s.error,
-            meta: s.meta,
-            metrics: s.metrics,
+            meta: s.meta.into_iter().collect(),
+            metrics: s.metrics.into_iter().collect(),
         }
     }
 }

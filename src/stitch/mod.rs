@@ -10,6 +10,7 @@ pub mod joins;
 pub mod output;
 pub mod service;
 pub mod span;
+pub mod tags;
 
 use span::Span;
 

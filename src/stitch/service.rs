@@ -882,7 +882,7 @@ impl Shard {
                 .find(|s| s.name == op::EXECUTION && !s.meta.contains_key("redrive"))
                 .map(|root| TraceContext {
                     trace_id: root.trace_id,
-                    tid: root.meta.get("_dd.p.tid").cloned(),
+                    tid: root.meta.get("_dd.p.tid").map(|t| t.to_string()),
                     parent_id: root.parent_id,
                     source: "retained",
                 });

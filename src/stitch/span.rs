@@ -1,8 +1,8 @@
 //! The exporter-neutral span: exactly the fields of a Datadog v0.4 span, which
 //! is also the `jsonl` exporter's line format (spec/interfaces.md).
 
+use super::tags::{Meta, Metrics};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// Operation names (trace-model.md §2).
 pub mod op {
@@ -29,8 +29,8 @@ pub struct Span {
     /// Nanoseconds.
     pub duration: i64,
     pub error: i32,
-    pub meta: BTreeMap<String, String>,
-    pub metrics: BTreeMap<String, f64>,
+    pub meta: Meta,
+    pub metrics: Metrics,
 }
 
 /// A line of the `jsonl` exporter.

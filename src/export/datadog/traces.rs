@@ -33,20 +33,20 @@ fn is_service_entry(s: &Span) -> bool {
 /// The span with the Datadog-only keys added (see the module docs).
 pub fn dress(mut s: Span, mode: Mode) -> Span {
     s.metrics
-        .insert("_sampling_priority_v1".into(), PRIORITY_AUTO_KEEP as f64);
+        .insert("_sampling_priority_v1", PRIORITY_AUTO_KEEP as f64);
     if s.name == op::STATE {
-        s.metrics.insert("_dd.measured".into(), 1.0);
+        s.metrics.insert("_dd.measured", 1.0);
     }
     match mode {
         Mode::Agentless => {
-            s.meta.insert("_dd.compute_stats".into(), "1".into());
+            s.meta.insert("_dd.compute_stats", "1");
             if is_service_entry(&s) {
-                s.metrics.insert("_top_level".into(), 1.0);
+                s.metrics.insert("_top_level", 1.0);
             }
         }
         Mode::Agent => {
             if is_service_entry(&s) {
-                s.metrics.insert("_dd.top_level".into(), 1.0);
+                s.metrics.insert("_dd.top_level", 1.0);
             }
         }
     }
@@ -83,8 +83,12 @@ pub fn to_pb(s: Span) -> pb::Span {
         start: s.start,
         duration: s.duration,
         error: s.error,
-        meta: s.meta.into_iter().collect(),
-        metrics: s.metrics.into_iter().collect(),
+        meta: s
+            .meta
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        metrics: s.metrics.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         r#type: s.span_type.to_owned(),
         ..Default::default()
     }
@@ -366,7 +370,6 @@ impl Encoder for AgentTraces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn span(trace: u64, id: u64, parent: u64, name: &'static str) -> Span {
         Span {
@@ -380,8 +383,8 @@ mod tests {
             start: 1,
             duration: 2,
             error: 0,
-            meta: BTreeMap::new(),
-            metrics: BTreeMap::new(),
+            meta: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -396,7 +399,7 @@ mod tests {
         assert!(!s.metrics.contains_key("_dd.top_level"));
         assert!(!s.meta.contains_key("_dd.compute_stats"));
         let mut r = span(1, 3, 1, op::EXECUTION);
-        r.meta.insert("redrive".into(), "true".into());
+        r.meta.insert("redrive", "true");
         assert!(!dress(r, Mode::Agent).metrics.contains_key("_dd.top_level"));
     }
 
@@ -454,9 +457,9 @@ mod tests {
             .collect();
         assert!(spans.len() > 30);
         let mut odd = span(9, 9, 0, op::EXECUTION);
-        odd.meta.insert("_dd.compute_stats".into(), "0".into());
-        odd.metrics.insert("_sampling_priority_v1".into(), 2.0);
-        odd.metrics.insert("_top_level".into(), 0.0);
+        odd.meta.insert("_dd.compute_stats", "0");
+        odd.metrics.insert("_sampling_priority_v1", 2.0);
+        odd.metrics.insert("_top_level", 0.0);
         odd.error = 1;
         odd.service = String::new();
         spans.push(odd);
