@@ -192,7 +192,7 @@ async fn distributed_map_children_hang_under_the_map_run() {
     for a in &child_arns {
         let root = spans
             .iter()
-            .find(|s| s.name == op::EXECUTION && &s.meta["step_function.execution_arn"] == a)
+            .find(|s| s.name == op::EXECUTION && s.meta["step_function.execution_arn"] == a)
             .unwrap();
         assert_eq!(root.parent_id, map_run_span.span_id, "{a}");
         assert_eq!(root.trace_id, map_run_span.trace_id);
