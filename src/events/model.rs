@@ -57,6 +57,56 @@ impl Payload {
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.text).ok()
     }
+
+    /// The string member `key` of the top-level object, when the text is a
+    /// valid JSON object (the last one if repeated): what `json()` then
+    /// `get(key)?.as_str()` gives, without building the document (task
+    /// parameters and outputs are read for one name on every task).
+    pub fn top_level_str(&self, key: &str) -> Option<String> {
+        use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+        struct Find<'k>(&'k str);
+        struct IsKey<'k>(&'k str);
+        impl<'de> DeserializeSeed<'de> for IsKey<'_> {
+            type Value = bool;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl Visitor<'_> for IsKey<'_> {
+            type Value = bool;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+                Ok(v == self.0)
+            }
+        }
+        impl<'de> Visitor<'de> for Find<'_> {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(hit) = m.next_key_seed(IsKey(self.0))? {
+                    if hit {
+                        // A non-string member reads as absent, as `as_str` does.
+                        found = m
+                            .next_value::<serde_json::Value>()?
+                            .as_str()
+                            .map(str::to_owned);
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(&self.text);
+        let found = de.deserialize_map(Find(key)).ok()?;
+        de.end().ok()?;
+        found
+    }
 }
 
 /// `error` and `cause` of a failure, abort or timeout.
@@ -336,5 +386,51 @@ impl Event {
     /// The parsed execution ARN (every decoded event's ARN parses).
     pub fn arn(&self) -> Option<super::arn::ExecutionArn<'_>> {
         super::arn::ExecutionArn::parse(&self.execution_arn).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Payload {
+        Payload {
+            text: text.into(),
+            aws_truncated: false,
+        }
+    }
+
+    #[test]
+    fn top_level_str_reads_what_the_parsed_document_says() {
+        let cases = [
+            r#"{"FunctionName":"f","Payload":{"FunctionName":"inner"}}"#,
+            r#"{"Payload":{"FunctionName":"inner"}}"#,
+            r#"{"FunctionName":7}"#,
+            r#"{"FunctionName":"a","FunctionName":"b"}"#,
+            r#"{"Function\u004eame":"escaped"}"#,
+            r#"{"FunctionName":"cut"#,
+            r#"{"FunctionName":"x"} trailing"#,
+            r#"["FunctionName","f"]"#,
+            r#""FunctionName""#,
+            "",
+        ];
+        for c in cases {
+            let want = p(c)
+                .json()
+                .and_then(|v| v.get("FunctionName")?.as_str().map(str::to_owned));
+            assert_eq!(p(c).top_level_str("FunctionName"), want, "{c}");
+        }
+        assert_eq!(
+            p(cases[0]).top_level_str("FunctionName").as_deref(),
+            Some("f")
+        );
+        assert_eq!(
+            p(cases[3]).top_level_str("FunctionName").as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            p(cases[4]).top_level_str("FunctionName").as_deref(),
+            Some("escaped")
+        );
     }
 }

@@ -616,8 +616,8 @@ fn task_target(e: &Event, execution_arn: &str) -> (Option<String>, Option<String
             let rt = resource.resource_type.as_deref().map(str::to_owned);
             let r = resource.resource.as_deref().map(str::to_owned);
             let farn = if rt.as_deref() == Some("lambda") {
-                parameters.as_ref().and_then(|p| p.json()).and_then(|v| {
-                    let name = v.get("FunctionName")?.as_str()?.to_owned();
+                parameters.as_ref().and_then(|p| {
+                    let name = p.top_level_str("FunctionName")?;
                     if name.starts_with("arn:") {
                         Some(name)
                     } else {

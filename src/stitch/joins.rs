@@ -157,10 +157,7 @@ pub fn register_children(events: &HeldEvents, arn: &str, registry: &JoinRegistry
             Details::TaskOutput {
                 output: Some(out), ..
             } => {
-                let Some(child) = out
-                    .json()
-                    .and_then(|v| v.get("ExecutionArn")?.as_str().map(str::to_owned))
-                else {
+                let Some(child) = out.top_level_str("ExecutionArn") else {
                     continue;
                 };
                 // Walk back to the Task's entered event for its span id.
