@@ -107,7 +107,7 @@ async fn traces_metrics_and_logs_arrive_decoded_and_correlated() {
         for s in build_spans(&ev, &SpanConfig::default(), None) {
             if s.name == "aws.stepfunctions.state" && !s.meta.contains_key("step_function.attempt")
             {
-                entered_names.insert((s.trace_id, s.span_id), s.resource.clone());
+                entered_names.insert((s.trace_id, s.span_id), s.resource.to_string());
             }
             let (id, text) = expected(&s);
             assert!(want.insert(id, text).is_none());

@@ -20,6 +20,7 @@ use super::output::MetricSample;
 use super::span::{op, Span};
 use super::tags::{Meta, Metrics};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
+use smol_str::SmolStr;
 
 // A child of this module so it can read the placement's private parts.
 #[path = "signals.rs"]
@@ -868,7 +869,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         .as_ref()
         .map(|a| a.state_machine_name.to_owned())
         .unwrap_or_default();
-    let service = b.cfg.service.clone().unwrap_or_else(|| sm_name.clone());
+    let service: SmolStr = b.cfg.service.as_deref().unwrap_or(&sm_name).into();
 
     let mut common = Meta::with_capacity(12 + b.cfg.tags.len());
     common.insert("trace_type", "stepfunctions");
@@ -897,7 +898,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
     let mk = |id: u64,
               parent: u64,
               name: &'static str,
-              resource: String,
+              resource: &str,
               start: usize,
               end: usize,
               redrive: u32| {
@@ -908,7 +909,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             span_id: id,
             parent_id: parent,
             name,
-            resource,
+            resource: SmolStr::new(resource),
             service: service.clone(),
             span_type: "serverless",
             start: ms_to_ns(ev[start].timestamp_ms),
@@ -963,7 +964,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         exec_id,
         trace.parent_id,
         op::EXECUTION,
-        sm_name.clone(),
+        &sm_name,
         exec_start,
         exec_end,
         redrive0,
@@ -1062,7 +1063,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                     f.span_id,
                     parent,
                     op::EXECUTION,
-                    sm_name.clone(),
+                    &sm_name,
                     *event,
                     end_i,
                     ev[*event].redrive_count,
@@ -1087,7 +1088,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                     f.span_id,
                     parent,
                     op::MAP_ITERATION,
-                    format!("{name}[{index}]"),
+                    &format!("{name}[{index}]"),
                     *start,
                     end_i,
                     ev[*start].redrive_count,
@@ -1119,7 +1120,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                     f.span_id,
                     parent,
                     op::PARALLEL_BRANCH,
-                    first.name.clone(),
+                    &first.name,
                     first.entered,
                     end_i,
                     ev[first.entered].redrive_count,
@@ -1151,7 +1152,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             st.span_id,
             parent,
             op::STATE,
-            st.name.clone(),
+            &st.name,
             st.entered,
             end_i,
             e_in.redrive_count,
@@ -1209,7 +1210,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 id,
                 st.span_id,
                 op::STATE,
-                st.name.clone(),
+                &st.name,
                 a.scheduled,
                 end_a,
                 e_in.redrive_count,
@@ -1236,7 +1237,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 id,
                 st.span_id,
                 op::MAP_RUN,
-                st.name.clone(),
+                &st.name,
                 *start,
                 end_r,
                 ev[*start].redrive_count,

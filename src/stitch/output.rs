@@ -135,7 +135,7 @@ impl LogRecord {
             message: event_line(e),
             trace_id: span.trace_id,
             span_id: span.span_id,
-            service: span.service.clone(),
+            service: span.service.to_string(),
             tags: tags.to_vec(),
         }
     }

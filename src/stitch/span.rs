@@ -3,6 +3,7 @@
 
 use super::tags::{Meta, Metrics};
 use serde::Serialize;
+use smol_str::SmolStr;
 
 /// Operation names (trace-model.md §2).
 pub mod op {
@@ -20,8 +21,10 @@ pub struct Span {
     /// 0 for a root.
     pub parent_id: u64,
     pub name: &'static str,
-    pub resource: String,
-    pub service: String,
+    /// State names and the service (the state machine's name) are short or
+    /// shared by every span of an execution: no allocation per span.
+    pub resource: SmolStr,
+    pub service: SmolStr,
     #[serde(rename = "type")]
     pub span_type: &'static str,
     /// Nanoseconds since the epoch.

@@ -74,9 +74,9 @@ pub fn by_trace(spans: &[Span]) -> Vec<Vec<&Span>> {
 
 pub fn to_pb(s: Span) -> pb::Span {
     pb::Span {
-        service: s.service,
+        service: s.service.into(),
         name: s.name.to_owned(),
-        resource: s.resource,
+        resource: s.resource.into(),
         trace_id: s.trace_id,
         span_id: s.span_id,
         parent_id: s.parent_id,
@@ -461,7 +461,7 @@ mod tests {
         odd.metrics.insert("_sampling_priority_v1", 2.0);
         odd.metrics.insert("_top_level", 0.0);
         odd.error = 1;
-        odd.service = String::new();
+        odd.service = Default::default();
         spans.push(odd);
         for t in by_trace(&spans) {
             let reference = chunk(t.clone());
