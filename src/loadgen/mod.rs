@@ -100,7 +100,7 @@ pub enum LoadgenError {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     pub requests: usize,
     pub events_acked: usize,
@@ -126,6 +126,13 @@ pub struct Report {
     pub spans_expected: Option<u64>,
     pub spans_received: Option<u64>,
     pub spans_seconds: Option<f64>,
+    /// With --fake-intake and --server-pid: the server's CPU time from the
+    /// first request until the last span arrived. The sustained window ends
+    /// when the events are applied, but the last executions' spans are built
+    /// and exported after it (the finalize grace); in steady state that work
+    /// is paid all along, so events per CPU-second over this span is the
+    /// whole path's cost.
+    pub spans_cpu_seconds: Option<f64>,
     /// With --floor-requests: decoding alone, single-threaded, same bytes.
     pub floor_events_per_second: Option<f64>,
     /// Sustained rate / floor.
@@ -363,6 +370,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         }
     }
     let (mut spans_expected, mut spans_received, mut spans_seconds) = (None, None, None);
+    let mut spans_cpu_seconds = None;
     if let Some(counts) = &intake {
         let executions = (acked_now as f64 / events_per_exec).round() as u64;
         let expected = executions * spans_per_exec;
@@ -372,6 +380,11 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
             if got >= expected || Instant::now() >= settle_by {
                 spans_received = Some(got);
                 spans_seconds = Some(started.elapsed().as_secs_f64());
+                spans_cpu_seconds = a
+                    .server_pid
+                    .and_then(cpu_seconds)
+                    .zip(cpu_at_start)
+                    .map(|(now, then)| now - then);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -410,6 +423,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         spans_expected,
         spans_received,
         spans_seconds,
+        spans_cpu_seconds,
     })
 }
 
@@ -513,6 +527,17 @@ impl std::fmt::Display for Report {
                 f,
                 "fake intake            {got} of {exp} expected spans after {t:.2} s"
             )?;
+            if let Some(cpu) = self.spans_cpu_seconds.filter(|c| *c > 0.0) {
+                let per_cpu = self.events_acked as f64 / cpu;
+                write!(
+                    f,
+                    "whole path             server CPU until the last span {cpu:.2} s: {per_cpu:.0} events per CPU-second"
+                )?;
+                match self.floor_events_per_second {
+                    Some(fl) => writeln!(f, " = {:.0}% of the floor", per_cpu / fl * 100.0)?,
+                    None => writeln!(f)?,
+                }
+            }
         }
         match self.server_peak_rss_mib {
             Some(m) => write!(f, "server peak RSS        {m:.0} MiB"),
@@ -549,5 +574,33 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 51.0);
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn the_whole_path_is_costed_by_cpu_until_the_last_span() {
+        let r = Report {
+            events_acked: 3_000_000,
+            processed_seconds: Some(10.0),
+            processed_events_per_second: Some(300_000.0),
+            processed_cpu_seconds: Some(9.0),
+            floor_events_per_second: Some(500_000.0),
+            floor_ratio: Some(0.6),
+            spans_expected: Some(100),
+            spans_received: Some(100),
+            spans_seconds: Some(16.0),
+            spans_cpu_seconds: Some(12.0),
+            ..Default::default()
+        };
+        let text = r.to_string();
+        assert!(
+            text.contains("server CPU until the last span 12.00 s: 250000 events per CPU-second = 50% of the floor"),
+            "{text}"
+        );
+        assert!(text.contains("sustained = 60% of it"), "{text}");
+        let without = Report {
+            spans_cpu_seconds: None,
+            ..r
+        };
+        assert!(!without.to_string().contains("whole path"));
     }
 }
