@@ -923,13 +923,11 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         s.error = 1;
         if let Some(f) = f {
             if let Some(t) = &f.error {
-                s.meta.insert("error.type", t.to_string());
+                s.meta.insert("error.type", &**t);
             }
             if let Some(c) = &f.cause {
-                s.meta.insert(
-                    "error.message",
-                    cut_utf8(c, MAX_ERROR_MESSAGE_BYTES).0.to_owned(),
-                );
+                s.meta
+                    .insert("error.message", cut_utf8(c, MAX_ERROR_MESSAGE_BYTES).0);
             }
         }
     };
@@ -970,7 +968,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         redrive0,
     );
     if let Some(tid) = &trace.tid {
-        exec.meta.insert("_dd.p.tid", tid.clone());
+        exec.meta.insert("_dd.p.tid", tid.as_str());
     }
     if trace.source != "own" {
         exec.meta
@@ -1157,7 +1155,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             end_i,
             e_in.redrive_count,
         );
-        s.meta.insert("step_function.state_name", st.name.clone());
+        s.meta.insert("step_function.state_name", st.name.as_str());
         s.meta.insert("step_function.state_type", st.state_type);
         let retries = st.attempts.len().saturating_sub(1);
         s.metrics
@@ -1169,13 +1167,13 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
             st.exited.and_then(|x| ev[x].details.output()),
         );
         if let Some(rt) = &st.resource_type {
-            s.meta.insert("step_function.resource_type", rt.clone());
+            s.meta.insert("step_function.resource_type", rt.as_str());
         }
         if let Some(r) = &st.resource {
-            s.meta.insert("step_function.resource", r.clone());
+            s.meta.insert("step_function.resource", r.as_str());
         }
         if let Some(f) = &st.function_arn {
-            s.meta.insert("function_arn", f.clone());
+            s.meta.insert("function_arn", f.as_str());
         }
         if st.orphaned {
             s.meta.insert("step_function.orphaned", "true");
@@ -1215,15 +1213,15 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 end_a,
                 e_in.redrive_count,
             );
-            sa.meta.insert("step_function.state_name", st.name.clone());
+            sa.meta.insert("step_function.state_name", st.name.as_str());
             sa.meta.insert("step_function.state_type", st.state_type);
             sa.meta.insert("step_function.attempt", n.to_string());
             sa.metrics.insert("step_function.retry_count", n as f64);
             if let Some(rt) = &st.resource_type {
-                sa.meta.insert("step_function.resource_type", rt.clone());
+                sa.meta.insert("step_function.resource_type", rt.as_str());
             }
             if let Some(r) = &st.resource {
-                sa.meta.insert("step_function.resource", r.clone());
+                sa.meta.insert("step_function.resource", r.as_str());
             }
             if let Some(f) = &a.failure {
                 set_error(&mut sa, Some(f));
@@ -1246,7 +1244,7 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
                 map_run_arn: Some(m),
             } = &ev[*start].details
             {
-                sr.meta.insert("step_function.map_run_arn", m.to_string());
+                sr.meta.insert("step_function.map_run_arn", &**m);
             }
             if let Some(e) = end {
                 if ev[*e].kind != EventKind::MapRunSucceeded {
