@@ -266,6 +266,12 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
         None => None,
     };
     let cpu_at_start = a.server_pid.and_then(cpu_seconds);
+    let cpu_since_start = || {
+        a.server_pid
+            .and_then(cpu_seconds)
+            .zip(cpu_at_start)
+            .map(|(now, then)| now - then)
+    };
     let started = Instant::now();
     let stop_at = started + Duration::from(a.duration);
     let mut workers = Vec::new();
@@ -355,11 +361,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
             let p = server_progress(&client, admin).await?;
             if p.decoded - base.decoded >= acked_now as f64 && p.queued == 0.0 {
                 processed_seconds = Some(started.elapsed().as_secs_f64());
-                processed_cpu_seconds = a
-                    .server_pid
-                    .and_then(cpu_seconds)
-                    .zip(cpu_at_start)
-                    .map(|(now, then)| now - then);
+                processed_cpu_seconds = cpu_since_start();
                 break;
             }
             if Instant::now() >= settle_by {
@@ -380,11 +382,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
             if got >= expected || Instant::now() >= settle_by {
                 spans_received = Some(got);
                 spans_seconds = Some(started.elapsed().as_secs_f64());
-                spans_cpu_seconds = a
-                    .server_pid
-                    .and_then(cpu_seconds)
-                    .zip(cpu_at_start)
-                    .map(|(now, then)| now - then);
+                spans_cpu_seconds = cpu_since_start();
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -574,6 +572,25 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 51.0);
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn cpu_seconds_reads_this_process_and_grows_with_work() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).expect("own /proc stat");
+        // Spin until the reading moves (clock ticks are 10 ms); the wall
+        // limit only stops a broken reading, whatever else the machine runs.
+        let t = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.05 && t.elapsed() < Duration::from_secs(60) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_seconds(pid).unwrap();
+        }
+        assert!(after - before >= 0.05, "{before} -> {after}");
+        assert_eq!(cpu_seconds(u32::MAX), None);
     }
 
     #[test]
