@@ -214,6 +214,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
                 &SpanConfig::default(),
                 None,
                 &stepstitch::stitch::held::IdSet::default(),
+                &mut Default::default(),
             )
             .samples
             .iter()

@@ -229,6 +229,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
             &SpanConfig::default(),
             None,
             &stepstitch::stitch::held::IdSet::default(),
+            &mut Default::default(),
         );
         for s in b.spans {
             trace_ids.insert(s.trace_id);

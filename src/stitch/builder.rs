@@ -19,6 +19,7 @@ use super::ids;
 use super::output::MetricSample;
 use super::span::{op, Span};
 use super::tags::{Meta, Metrics};
+use super::tagsets::{TagSet, TagSets};
 use crate::events::{Details, Event, EventKind, ExecutionArn, Failure, Payload};
 use smol_str::SmolStr;
 
@@ -679,7 +680,7 @@ pub fn build_spans_pruned(
     ctx_override: Option<&TraceContext>,
     pruned: &IdSet,
 ) -> Vec<Span> {
-    build_full(events, cfg, ctx_override, pruned).spans
+    build_full(events, cfg, ctx_override, pruned, &mut TagSets::default()).spans
 }
 
 /// Everything a finished execution produces: its spans plus, keyed by span
@@ -692,18 +693,20 @@ pub struct Build {
     /// `(event id, span id)`.
     pub owners: Vec<(u64, u64)>,
     /// The execution's metric and log tags (`statemachinename:...`, ...), sorted.
-    pub tags: Vec<String>,
+    pub tags: TagSet,
 }
 
-/// `build_spans_pruned` with the metric samples and event owners.
+/// `build_spans_pruned` with the metric samples and event owners; tag sets
+/// come from (and go into) `sets`, one per stitcher shard.
 pub fn build_full(
     events: Vec<&Event>,
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
     pruned: &IdSet,
+    sets: &mut TagSets,
 ) -> Build {
     with_placed(events, cfg, pruned, |b| {
-        let f = finish(b, ctx_override, false);
+        let f = finish(b, ctx_override, false, sets);
         Build {
             spans: f.spans.into_iter().map(|(s, _)| s).collect(),
             samples: f.samples,
@@ -757,7 +760,7 @@ pub struct ClosedBuild {
     /// of the spans it emits).
     pub samples: Vec<(u64, MetricSample)>,
     pub owners: Vec<(u64, u64)>,
-    pub tags: Vec<String>,
+    pub tags: TagSet,
 }
 
 /// For an execution still running: see `ClosedBuild`.
@@ -766,9 +769,10 @@ pub fn build_closed_spans(
     cfg: &SpanConfig,
     ctx_override: Option<&TraceContext>,
     pruned: &IdSet,
+    sets: &mut TagSets,
 ) -> ClosedBuild {
     with_placed(events, cfg, pruned, |b| {
-        let f = finish(b, ctx_override, true);
+        let f = finish(b, ctx_override, true, sets);
         ClosedBuild {
             spans: f
                 .spans
@@ -849,7 +853,12 @@ impl Capture {
 /// Builds every span with a flag saying whether it is final already; in
 /// `partial` mode (execution still running) the missing terminal event does
 /// not mark spans incomplete. Also returns the events consumed by closed states.
-fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -> Finished {
+fn finish(
+    b: &Builder<'_>,
+    ctx_override: Option<&TraceContext>,
+    partial: bool,
+    sets: &mut TagSets,
+) -> Finished {
     let ev = b.events;
     let arn = b.arn;
     let parsed = ExecutionArn::parse(arn).ok();
@@ -1270,15 +1279,16 @@ fn finish(b: &Builder<'_>, ctx_override: Option<&TraceContext>, partial: bool) -
         done.extend(b.states.iter().filter_map(|st| st.exited.map(|x| ev[x].id)));
     }
     let want_samples = signals::enabled(b);
-    let tags = if want_samples || b.cfg.event_owners {
-        signals::base_tags(b, &service)
+    let (tags, samples) = if want_samples || b.cfg.event_owners {
+        let mut sets = signals::exec_tags(b, &service, parsed.as_ref(), sets);
+        let samples = if want_samples {
+            signals::enhanced_samples(b, &spans, exec_id, &mut sets)
+        } else {
+            Vec::new()
+        };
+        (sets.base().clone(), samples)
     } else {
-        Vec::new()
-    };
-    let samples = if want_samples {
-        signals::enhanced_samples(b, &spans, exec_id, &tags)
-    } else {
-        Vec::new()
+        (TagSet::from([]), Vec::new())
     };
     let owners = if b.cfg.event_owners {
         signals::event_owners(b, exec_id)
@@ -1299,5 +1309,5 @@ struct Finished {
     released: Vec<u64>,
     samples: Vec<(u64, MetricSample)>,
     owners: Vec<(u64, u64)>,
-    tags: Vec<String>,
+    tags: TagSet,
 }

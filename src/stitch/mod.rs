@@ -11,6 +11,7 @@ pub mod output;
 pub mod service;
 pub mod span;
 pub mod tags;
+pub mod tagsets;
 
 use span::Span;
 

@@ -21,6 +21,7 @@ use super::joins::{self, JoinRegistry};
 use super::output::{Emission, ForwardLogs, LogRecord, MetricSample, StitchOut};
 use super::span::op;
 use super::span::Span;
+use super::tagsets::TagSets;
 use crate::durable::pins::Pin;
 use crate::hashing::{FastMap, FastSet};
 
@@ -400,6 +401,7 @@ struct Shard {
     execs: FastMap<Arc<str>, Box<Exec>>,
     max_open: usize,
     stats: StitchSnapshot,
+    tag_sets: TagSets,
 }
 
 impl Shard {
@@ -420,6 +422,7 @@ impl Shard {
             execs: FastMap::default(),
             max_open,
             stats: StitchSnapshot::default(),
+            tag_sets: TagSets::default(),
         }
     }
 
@@ -794,6 +797,7 @@ impl Shard {
             &cfg,
             ctx.as_ref(),
             &exec.pruned,
+            &mut self.tag_sets,
         );
         for id in &built.released {
             if let Some(e) = exec.events.get_mut(*id) {
@@ -874,7 +878,13 @@ impl Shard {
             .any(|e| e.kind == crate::events::EventKind::ExecutionStarted);
         let events: Vec<Event> = exec.events.take_all();
         let cfg = span_config(&self.cfg.spans, &exec.attrs);
-        let built = build_full(events.iter().collect(), &cfg, ctx.as_ref(), &exec.pruned);
+        let built = build_full(
+            events.iter().collect(),
+            &cfg,
+            ctx.as_ref(),
+            &exec.pruned,
+            &mut self.tag_sets,
+        );
         let spans = built.spans;
         if exec.context.is_none() && has_start {
             exec.context = spans

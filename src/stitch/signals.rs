@@ -10,6 +10,7 @@ use crate::hashing::FastMap;
 use crate::stitch::ids;
 use crate::stitch::output::{metric, MetricKind, MetricSample};
 use crate::stitch::span::Span;
+use crate::stitch::tagsets::{BaseParts, ExecTags, TagSet, TagSets};
 
 fn attempt_span_id(b: &Builder<'_>, st: &StateRec, n: usize) -> u64 {
     let e_in = b.events[st.entered];
@@ -96,10 +97,27 @@ pub(super) fn event_owners(b: &Builder<'_>, exec_id: u64) -> Vec<(u64, u64)> {
     ev.iter().map(|e| e.id).zip(owner).collect()
 }
 
-/// The tags every enhanced metric of this execution carries, sorted.
-pub(super) fn base_tags(b: &Builder<'_>, service: &str) -> Vec<String> {
+/// The tags every enhanced metric of this execution carries, sorted, and
+/// its states' sets, from the shard's cache.
+pub(super) fn exec_tags<'s>(
+    b: &Builder<'_>,
+    service: &str,
+    arn: Option<&ExecutionArn<'_>>,
+    sets: &'s mut TagSets,
+) -> ExecTags<'s> {
+    let parts = BaseParts {
+        arn,
+        service,
+        env: b.cfg.env.as_deref(),
+        version: b.cfg.version.as_deref(),
+        tags: &b.cfg.tags,
+    };
+    sets.execution(&parts, || base_tags(b, service, arn))
+}
+
+fn base_tags(b: &Builder<'_>, service: &str, arn: Option<&ExecutionArn<'_>>) -> Vec<String> {
     let mut tags = Vec::with_capacity(8 + b.cfg.tags.len());
-    if let Ok(a) = ExecutionArn::parse(b.arn) {
+    if let Some(a) = arn {
         tags.push(format!("statemachinename:{}", a.state_machine_name));
         tags.push(format!("statemachinearn:{}", a.state_machine_arn()));
         tags.push(format!("region:{}", a.region));
@@ -141,9 +159,7 @@ pub(super) fn enabled(b: &Builder<'_>) -> bool {
 
 struct Out {
     samples: Vec<(u64, MetricSample)>,
-    base: std::sync::Arc<[String]>,
-    /// The last state's tag set, reused by its several samples.
-    last: Option<(Vec<String>, std::sync::Arc<[String]>)>,
+    base: TagSet,
 }
 
 impl Out {
@@ -154,23 +170,8 @@ impl Out {
         kind: MetricKind,
         value: f64,
         ts: i64,
-        extra: &[String],
+        tags: Option<&TagSet>,
     ) {
-        let tags = if extra.is_empty() {
-            self.base.clone()
-        } else {
-            match &self.last {
-                Some((k, t)) if k.as_slice() == extra => t.clone(),
-                _ => {
-                    let mut v = self.base.to_vec();
-                    v.extend_from_slice(extra);
-                    v.sort();
-                    let t: std::sync::Arc<[String]> = v.into();
-                    self.last = Some((extra.to_vec(), t.clone()));
-                    t
-                }
-            }
-        };
         self.samples.push((
             owner,
             MetricSample {
@@ -178,7 +179,7 @@ impl Out {
                 kind,
                 value,
                 timestamp_ms: ts,
-                tags,
+                tags: tags.unwrap_or(&self.base).clone(),
             },
         ));
     }
@@ -189,23 +190,22 @@ pub(super) fn enhanced_samples(
     b: &Builder<'_>,
     spans: &[(Span, bool)],
     exec_id: u64,
-    base: &[String],
+    sets: &mut ExecTags<'_>,
 ) -> Vec<(u64, MetricSample)> {
     use MetricKind::*;
     let ev = b.events;
     let by_id: FastMap<u64, &Span> = spans.iter().map(|(s, _)| (s.span_id, s)).collect();
     let end_ms = |s: &Span| (s.start + s.duration) / 1_000_000;
     let mut out = Out {
-        samples: Vec::new(),
-        base: base.into(),
-        last: None,
+        samples: Vec::with_capacity(3 + 8 * b.states.len()),
+        base: sets.base().clone(),
     };
 
     // The execution and its redrives.
     if let Some(exec) = by_id.get(&exec_id) {
         if let Some(start) = ev.iter().find(|e| e.kind == EventKind::ExecutionStarted) {
             let ts = start.timestamp_ms;
-            out.push(exec_id, metric::EXECUTION_STARTED, Count, 1.0, ts, &[]);
+            out.push(exec_id, metric::EXECUTION_STARTED, Count, 1.0, ts, None);
         }
         if let Some(t) = ev.iter().find(|e| e.kind.is_execution_terminal()) {
             execution_outcome(&mut out, exec, t.kind == EventKind::ExecutionSucceeded);
@@ -223,10 +223,8 @@ pub(super) fn enhanced_samples(
         let Some(span) = by_id.get(&st.span_id) else {
             continue;
         };
-        let state_tags = [
-            format!("statename:{}", st.name),
-            format!("statetype:{}", st.state_type),
-        ];
+        let state_tags = sets.state(&st.name, st.state_type);
+        let state_tags = Some(&state_tags);
         let entered = ev[st.entered].timestamp_ms;
         let id = st.span_id;
         out.push(
@@ -235,7 +233,7 @@ pub(super) fn enhanced_samples(
             Count,
             1.0,
             entered,
-            &state_tags,
+            state_tags,
         );
         let ended = span.error == 1 || st.exited.or(st.closed_by).is_some() || b.state_final(si);
         if ended {
@@ -245,7 +243,7 @@ pub(super) fn enhanced_samples(
             } else {
                 metric::STATE_SUCCEEDED
             };
-            out.push(id, outcome, Count, 1.0, ts, &state_tags);
+            out.push(id, outcome, Count, 1.0, ts, state_tags);
             let duration = span.duration as f64;
             let run = st
                 .attempts
@@ -254,15 +252,15 @@ pub(super) fn enhanced_samples(
                 .map(|(s, e)| ms_to_ns((ev[e].timestamp_ms - ev[s].timestamp_ms).max(0)) as f64)
                 .unwrap_or(duration);
             let retries = st.attempts.len().saturating_sub(1) as f64;
-            out.push(id, metric::STATE_DURATION, Gauge, duration, ts, &state_tags);
-            out.push(id, metric::STATE_RUN_DURATION, Gauge, run, ts, &state_tags);
+            out.push(id, metric::STATE_DURATION, Gauge, duration, ts, state_tags);
+            out.push(id, metric::STATE_RUN_DURATION, Gauge, run, ts, state_tags);
             out.push(
                 id,
                 metric::STATE_RETRY_COUNT,
                 Gauge,
                 retries,
                 ts,
-                &state_tags,
+                state_tags,
             );
         }
         for (n, a) in st.attempts.iter().enumerate() {
@@ -276,7 +274,7 @@ pub(super) fn enhanced_samples(
                 .find(|&j| is_task_started(&ev[j].kind))
                 .unwrap_or(a.scheduled);
             let ts = ev[started].timestamp_ms;
-            out.push(owner, metric::TASKS_STARTED, Count, 1.0, ts, &[]);
+            out.push(owner, metric::TASKS_STARTED, Count, 1.0, ts, None);
             let Some(e) = a.end else { continue };
             let k = ev[e].kind.as_str();
             let outcome = if k.ends_with("Succeeded") {
@@ -287,9 +285,9 @@ pub(super) fn enhanced_samples(
                 metric::TASKS_FAILED
             };
             let ts = ev[e].timestamp_ms;
-            out.push(owner, outcome, Count, 1.0, ts, &[]);
+            out.push(owner, outcome, Count, 1.0, ts, None);
             let took = ms_to_ns((ts - ev[started].timestamp_ms).max(0)) as f64;
-            out.push(owner, metric::TASK_DURATION, Distribution, took, ts, &[]);
+            out.push(owner, metric::TASK_DURATION, Distribution, took, ts, None);
         }
     }
     out.samples
@@ -302,13 +300,13 @@ fn execution_outcome(out: &mut Out, span: &Span, succeeded: bool) {
     } else {
         metric::EXECUTION_FAILED
     };
-    out.push(span.span_id, name, MetricKind::Count, 1.0, ts, &[]);
+    out.push(span.span_id, name, MetricKind::Count, 1.0, ts, None);
     out.push(
         span.span_id,
         metric::EXECUTION_TIME,
         MetricKind::Distribution,
         span.duration as f64,
         ts,
-        &[],
+        None,
     );
 }
