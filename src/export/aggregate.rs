@@ -21,6 +21,8 @@ pub const WINDOW_SECS: i64 = 10;
 pub const LOOKBACK_SECS: i64 = 50 * 60;
 /// The series intake refuses points more than 10 minutes ahead.
 pub const MAX_FUTURE_SECS: i64 = 9 * 60;
+/// Addresses remembered by `Aggregator::intern` (see `by_addr`).
+const MAX_ADDRESSES: usize = 65_536;
 
 type Key = (&'static str, MetricKind, Interned);
 
@@ -61,9 +63,11 @@ pub struct Aggregator {
     windows: BTreeMap<i64, crate::hashing::FastMap<Key, Series>>,
     /// Interned tag sets: one allocation per distinct set.
     tag_sets: crate::hashing::FastSet<Arc<[String]>>,
-    /// The last set looked up and its interned copy: a state's or an
-    /// execution's samples arrive together and share one `Arc`.
-    last: Option<(Arc<[String]>, Interned)>,
+    /// Sets as they arrived, by address: the stitcher shares one `Arc` per
+    /// state machine and state (`stitch::tagsets`), so most samples cost
+    /// an address lookup here. Each is held, so its address cannot be
+    /// reused by another set while the entry exists.
+    by_addr: crate::hashing::FastMap<usize, (Arc<[String]>, Interned)>,
     series: usize,
     max_series: usize,
     pub restamped: u64,
@@ -74,7 +78,7 @@ impl Aggregator {
         Self {
             windows: BTreeMap::new(),
             tag_sets: Default::default(),
-            last: None,
+            by_addr: Default::default(),
             series: 0,
             max_series: max_series.max(1),
             restamped: 0,
@@ -126,10 +130,9 @@ impl Aggregator {
 
     /// One copy of each tag set, shared by its series.
     fn intern(&mut self, tags: Arc<[String]>) -> Interned {
-        if let Some((seen, interned)) = &self.last {
-            if Arc::ptr_eq(seen, &tags) {
-                return interned.clone();
-            }
+        let addr = Arc::as_ptr(&tags) as *const String as usize;
+        if let Some((_, interned)) = self.by_addr.get(&addr) {
+            return interned.clone();
         }
         let interned = match self.tag_sets.get(&*tags) {
             Some(t) => Interned(t.clone()),
@@ -138,7 +141,12 @@ impl Aggregator {
                 Interned(tags.clone())
             }
         };
-        self.last = Some((tags, interned.clone()));
+        if self.by_addr.len() >= MAX_ADDRESSES {
+            // Sets made per sample (not shared upstream): start over rather
+            // than hold every one of them.
+            self.by_addr.clear();
+        }
+        self.by_addr.insert(addr, (tags, interned.clone()));
         interned
     }
 
@@ -194,7 +202,7 @@ impl Aggregator {
         }
         if self.windows.is_empty() {
             self.tag_sets.clear();
-            self.last = None;
+            self.by_addr.clear();
         }
         // Deterministic order for outputs and tests.
         out.sort_by(|a, b| {
@@ -299,6 +307,36 @@ mod tests {
         assert_eq!(total("a:1"), vec![4.0]);
         assert_eq!(total("a:2"), vec![1.0]);
         assert_eq!(a.series(), 2);
+    }
+
+    /// Sets are found by address: a set freed upstream and another made
+    /// (possibly at the same address) must still be told apart, also once
+    /// the address table starts over.
+    #[test]
+    fn a_new_set_at_a_freed_address_is_not_taken_for_the_old_one() {
+        let mut a = Aggregator::new(1_000_000);
+        let n = MAX_ADDRESSES + 100;
+        for i in 0..n {
+            // Each set is dropped by the caller right after: only the
+            // aggregator's hold keeps its address from being reused.
+            a.add(
+                sample(
+                    "c",
+                    MetricKind::Count,
+                    1.0,
+                    NOW - 1000,
+                    &[&format!("i:{}", i % 5000)],
+                ),
+                NOW,
+            );
+        }
+        let p = a.flush(NOW);
+        assert_eq!(p.len(), 5000);
+        for point in &p {
+            let i: usize = point.tags[0][2..].parse().unwrap();
+            let want = (n / 5000 + usize::from(i < n % 5000)) as f64;
+            assert_eq!(point.value, want, "{:?}", point.tags);
+        }
     }
 
     #[test]
