@@ -352,6 +352,19 @@ fn tags_payloads_and_redaction() {
     assert!(off
         .iter()
         .all(|s| !s.meta.contains_key("step_function.input")));
+    // Neither redacted nor cut: the span holds the event's own text, not a
+    // copy; redacted (above) or cut, it holds its own.
+    let plain = build_spans(&events, &SpanConfig::default(), None);
+    let root = plain.iter().find(|s| s.parent_id == 0).unwrap();
+    let Details::ExecutionStarted { input: Some(p), .. } = &events[0].details else {
+        panic!("the fixture starts with its input");
+    };
+    let captured = &root.meta["step_function.input"];
+    assert!(captured.len() > 23, "long enough to be held, not inlined");
+    assert_eq!(captured.as_str(), &*p.text);
+    assert_eq!(captured.as_ptr(), p.text.as_ptr());
+    let redacted = &spans.iter().find(|s| s.parent_id == 0).unwrap().meta["step_function.input"];
+    assert_ne!(redacted.as_ptr(), p.text.as_ptr());
 }
 
 #[test]

@@ -39,10 +39,11 @@ pub struct LogSource {
 
 /// A JSON document carried as text (state input, output, task parameters).
 /// It may be cut by AWS (`aws_truncated`) and is then usually not valid JSON,
-/// so it is kept as text and only parsed on demand.
+/// so it is kept as text and only parsed on demand. Shared (`Arc`): the
+/// spans that capture it hold the same text instead of a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payload {
-    pub text: Box<str>,
+    pub text: Arc<str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub aws_truncated: bool,
 }

@@ -165,7 +165,7 @@ fn boxed(s: Option<Cow<'_, str>>) -> Option<Box<str>> {
 
 fn payload(text: Option<WireText<'_>>, details: Option<WireTruncation>) -> Option<Payload> {
     text.map(|t| Payload {
-        text: Box::from(t.0.as_ref()),
+        text: std::sync::Arc::from(t.0.as_ref()),
         aws_truncated: details.and_then(|d| d.truncated).unwrap_or(false),
     })
 }

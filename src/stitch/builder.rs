@@ -953,7 +953,13 @@ fn finish(
         let text = redacted.as_deref().unwrap_or(&p.text);
         let (cut, truncated) = cut_utf8(text, b.cfg.max_payload_bytes);
         let [value, truncated_key, aws_truncated_key] = key.keys();
-        s.meta.insert(value, cut);
+        if redacted.is_none() && !truncated {
+            // The event's own text, shared rather than copied (copying
+            // every input and output was ~3 % of the stitcher's thread).
+            s.meta.insert(value, SmolStr::from(p.text.clone()));
+        } else {
+            s.meta.insert(value, cut);
+        }
         if truncated {
             s.meta.insert(truncated_key, "true");
         }
