@@ -23,14 +23,28 @@ impl HeldEvents {
         self.0.is_empty()
     }
 
+    /// Room for `n` more events: exactly that when it is more than the
+    /// usual growth (an execution's events arriving together take one
+    /// allocation instead of one per growth step, each copying the events).
+    pub fn reserve(&mut self, n: usize) {
+        let free = self.0.capacity() - self.0.len();
+        if free < n {
+            self.0
+                .reserve_exact((n - free).max(Self::growth(self.0.len())));
+        }
+    }
+
+    /// Grow by half, not double: most executions hold a handful of events,
+    /// and at a million open executions the unused half of a doubled
+    /// buffer is most of the memory.
+    fn growth(len: usize) -> usize {
+        (len / 2).max(2)
+    }
+
     /// Adds an event whose id is not held yet (the caller deduplicates).
     pub fn insert(&mut self, e: Event) {
         if self.0.len() == self.0.capacity() {
-            // Grow by half, not double: most executions hold a handful of
-            // events, and at a million open executions the unused half of
-            // a doubled buffer is most of the memory.
-            let n = self.0.len();
-            self.0.reserve_exact((n / 2).max(2));
+            self.0.reserve_exact(Self::growth(self.0.len()));
         }
         match self.0.last() {
             Some(last) if last.id > e.id => {
@@ -191,6 +205,24 @@ mod tests {
         assert_eq!(ids, [1, 3, 4, 5, 10]);
         assert_eq!(h.take_all().len(), 5);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_reserved_run_takes_one_allocation_and_small_ones_grow_by_half() {
+        let mut h = HeldEvents::default();
+        h.reserve(42);
+        assert_eq!(h.0.capacity(), 42);
+        for id in (1..=42).rev() {
+            h.insert(ev(id));
+        }
+        assert_eq!(h.0.capacity(), 42, "no growth inside the reserved run");
+        assert!(h.values().map(|e| e.id).eq(1..=42));
+        // A run smaller than the usual growth still grows by half.
+        h.reserve(1);
+        assert_eq!(h.0.capacity(), 42 + 21);
+        let mut small = HeldEvents::default();
+        small.reserve(1);
+        assert_eq!(small.0.capacity(), 2);
     }
 
     #[test]

@@ -610,51 +610,61 @@ impl Shard {
         let now = Instant::now();
         let grace = self.cfg.finalize_grace;
         let mut joins_touched: Vec<Arc<str>> = Vec::new();
-        for e in events {
-            self.stats.events += 1;
+        let mut events = events.into_iter();
+        while let Some(first) = events.as_slice().first() {
+            // A run of one execution's events (the decoder gives the events
+            // of one ARN one shared `Arc`): one lookup and one reservation
+            // for the run instead of a hash and a possible growth per event.
+            let arn = first.execution_arn.clone();
+            let run = events
+                .as_slice()
+                .iter()
+                .take_while(|e| Arc::ptr_eq(&e.execution_arn, &arn))
+                .count();
             let open = &mut self.open;
-            let exec = self
-                .execs
-                .entry(e.execution_arn.clone())
-                .or_insert_with(|| {
-                    *open += 1;
-                    Box::new(Exec {
-                        events: HeldEvents::default(),
-                        last_seen: now,
-                        final_at: None,
-                        finalized_at: None,
-                        emitted: FastSet::default(),
-                        seen: IdSet::default(),
-                        context: None,
-                        attrs: attrs.clone(),
-                        pending_joins: false,
-                        first_seen: now,
-                        pruned: IdSet::default(),
-                        dirty: false,
-                        last_partial: None,
-                    })
-                });
+            let exec = self.execs.entry(arn).or_insert_with(|| {
+                *open += 1;
+                Box::new(Exec {
+                    events: HeldEvents::default(),
+                    last_seen: now,
+                    final_at: None,
+                    finalized_at: None,
+                    emitted: FastSet::default(),
+                    seen: IdSet::default(),
+                    context: None,
+                    attrs: attrs.clone(),
+                    pending_joins: false,
+                    first_seen: now,
+                    pruned: IdSet::default(),
+                    dirty: false,
+                    last_partial: None,
+                })
+            });
             exec.last_seen = now;
             if !attrs.is_empty() {
                 exec.attrs = attrs.clone();
             }
-            if !exec.seen.insert(e.id) {
-                self.stats.duplicate_events += 1;
-                continue;
+            exec.events.reserve(run);
+            for e in events.by_ref().take(run) {
+                self.stats.events += 1;
+                if !exec.seen.insert(e.id) {
+                    self.stats.duplicate_events += 1;
+                    continue;
+                }
+                if exec.finalized_at.is_some() {
+                    // Reopened by a straggler: re-finalize after the grace.
+                    self.stats.late_events += 1;
+                    exec.final_at = Some(now + grace);
+                } else if e.kind.is_execution_terminal() && exec.final_at.is_none() {
+                    exec.final_at = Some(now + grace);
+                }
+                if joins::is_join_event(&e) && !exec.pending_joins {
+                    exec.pending_joins = true;
+                    joins_touched.push(e.execution_arn.clone());
+                }
+                exec.dirty = true;
+                exec.events.insert(e);
             }
-            if exec.finalized_at.is_some() {
-                // Reopened by a straggler: re-finalize after the grace.
-                self.stats.late_events += 1;
-                exec.final_at = Some(now + grace);
-            } else if e.kind.is_execution_terminal() && exec.final_at.is_none() {
-                exec.final_at = Some(now + grace);
-            }
-            if joins::is_join_event(&e) && !exec.pending_joins {
-                exec.pending_joins = true;
-                joins_touched.push(e.execution_arn.clone());
-            }
-            exec.dirty = true;
-            exec.events.insert(e);
         }
         // Register children before any of them can finalize.
         for arn in joins_touched {
