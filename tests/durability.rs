@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, ArnCache, Event};
+use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 
 /// Executions logged at level ALL: each ends with a terminal event.
@@ -24,7 +24,7 @@ fn complete_fixtures() -> Vec<Fixture> {
 }
 
 fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = ArnCache::default();
+    let mut arns = StringCache::default();
     f.lines
         .iter()
         .map(|l| parse_log_line(l, &mut arns).unwrap())

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, ArnCache, Event};
+use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_full, SpanConfig};
 use stepstitch::stitch::output::MetricKind;
 
@@ -92,7 +92,7 @@ async fn start_agent(bin: &PathBuf, log: &std::path::Path) -> (Kill, String) {
 }
 
 fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = ArnCache::default();
+    let mut arns = StringCache::default();
     f.lines
         .iter()
         .map(|l| parse_log_line(l, &mut arns).unwrap())

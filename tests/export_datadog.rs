@@ -11,14 +11,14 @@ use libdd_trace_protobuf::pb;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, ArnCache, Event};
+use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 use stepstitch::stitch::span::Span;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
 fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = ArnCache::default();
+    let mut arns = StringCache::default();
     f.lines
         .iter()
         .map(|l| parse_log_line(l, &mut arns).unwrap())

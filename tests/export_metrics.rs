@@ -11,12 +11,12 @@ use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, ArnCache, Event, EventKind};
+use stepstitch::events::{parse_log_line, Event, EventKind, StringCache};
 
 const P: &str = "aws.states.enhanced.";
 
 fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = ArnCache::default();
+    let mut arns = StringCache::default();
     let mut ev: Vec<Event> = f
         .lines
         .iter()

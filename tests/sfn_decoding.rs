@@ -381,11 +381,11 @@ fn payload_validity_is_reported_on_demand() {
 /// its details use AWS's member names.
 #[test]
 fn events_written_back_as_log_lines_read_back_equal() {
-    use stepstitch::events::{parse_log_line, ArnCache};
+    use stepstitch::events::{parse_log_line, StringCache};
     use stepstitch::stitch::output::event_line;
     let mut n = 0;
     for f in fixtures::all() {
-        let mut arns = ArnCache::default();
+        let mut arns = StringCache::default();
         for l in &f.lines {
             let mut e = parse_log_line(l, &mut arns).unwrap();
             e.source = None;

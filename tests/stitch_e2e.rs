@@ -14,7 +14,7 @@ use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, ArnCache, Event};
+use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 
 /// One text per span regardless of key order.
@@ -55,7 +55,7 @@ async fn every_fixture_through_the_server_in_any_order() {
     let mut expected: BTreeSet<String> = BTreeSet::new();
     let mut lines: Vec<(String, String)> = Vec::new();
     for f in &all {
-        let mut arns = ArnCache::default();
+        let mut arns = StringCache::default();
         let events: Vec<Event> = f
             .lines
             .iter()

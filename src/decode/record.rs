@@ -11,7 +11,7 @@ use super::gzip::{gunzip_capped, is_gzip, GunzipError};
 use super::stats::{DecodeStats, FailureReason, RecordKind};
 use super::wire::WireRecordValue;
 use crate::events::wire::{EventError, WireLogLine};
-use crate::events::{ArnCache, Event, LogSource};
+use crate::events::{Event, LogSource, StringCache};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
@@ -46,7 +46,7 @@ impl Default for Limits {
 pub struct RequestDecoder {
     limits: Limits,
     stats: DecodeStats,
-    arns: ArnCache,
+    strings: StringCache,
     b64: Vec<u8>,
     gz: Vec<u8>,
     events: Vec<Event>,
@@ -67,7 +67,7 @@ impl RequestDecoder {
         Self {
             limits,
             stats: DecodeStats::default(),
-            arns: ArnCache::default(),
+            strings: StringCache::default(),
             b64: Vec::new(),
             gz: Vec::new(),
             events: Vec::new(),
@@ -313,7 +313,7 @@ impl RequestDecoder {
         if line.event_timestamp.is_none() {
             line.event_timestamp = cwl_ts.map(crate::events::lenient::EpochMillis);
         }
-        match line.into_event(&mut self.arns) {
+        match line.into_event(&mut self.strings) {
             Ok(mut event) => {
                 event.source = source.cloned();
                 self.stats.events += 1;

@@ -105,11 +105,12 @@ pub fn load_history(json: &str, execution_arn: &str) -> Result<Vec<Event>, Histo
     };
     let arn: Arc<str> = Arc::from(execution_arn);
     let mut events = Vec::with_capacity(wire.len());
+    let mut strings = super::wire::StringCache::default();
     for (index, w) in wire.into_iter().enumerate() {
         let missing = |field| HistoryError::MissingField { index, field };
         let kind = EventKind::parse(&w.kind.ok_or_else(|| missing("type"))?);
         let details = match w.details {
-            Some(d) => d.into_details(&kind),
+            Some(d) => d.into_details(&kind, &mut strings),
             None => Details::None,
         };
         events.push(Event {

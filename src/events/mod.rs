@@ -17,4 +17,4 @@ pub use kind::{DetailsShape, EventKind};
 pub use model::{
     Details, Event, Failure, LogSource, OtherDetails, Payload, TaskResource, TaskScheduled,
 };
-pub use wire::{parse_log_line, ArnCache, EventError, LineError};
+pub use wire::{parse_log_line, EventError, LineError, StringCache};

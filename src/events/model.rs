@@ -120,12 +120,13 @@ pub struct Failure {
 }
 
 /// The integration a Task calls, e.g. `lambda` / `invoke`, `aws-sdk:s3` / `getObject`.
+/// Shared by the events of a request that name the same one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct TaskResource {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<Box<str>>,
+    pub resource_type: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Box<str>>,
+    pub resource: Option<Arc<str>>,
 }
 
 /// The typed `*EventDetails` of an event. Which variant applies is decided by
@@ -160,13 +161,14 @@ pub enum Details {
     },
     /// Every `*StateEntered`.
     StateEntered {
-        name: Box<str>,
+        /// Shared by the events of a request that name the same state.
+        name: Arc<str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         input: Option<Payload>,
     },
     /// Every `*StateExited`.
     StateExited {
-        name: Box<str>,
+        name: Arc<str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         output: Option<Payload>,
         /// Variable name → JSON text, as assigned by the state (JSONata / `Assign`).
@@ -257,7 +259,7 @@ pub struct TaskScheduled {
     #[serde(flatten)]
     pub resource: TaskResource,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<Box<str>>,
+    pub region: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Payload>,
     #[serde(skip_serializing_if = "Option::is_none")]

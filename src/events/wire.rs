@@ -186,15 +186,15 @@ impl WireDetails<'_> {
         }
     }
 
-    fn task_resource(&mut self) -> TaskResource {
+    fn task_resource(&mut self, strings: &mut StringCache) -> TaskResource {
         TaskResource {
-            resource_type: boxed(self.resource_type.take()),
-            resource: boxed(self.resource.take()),
+            resource_type: strings.short_opt(self.resource_type.take()),
+            resource: strings.short_opt(self.resource.take()),
         }
     }
 
     /// Reads the members that the event type defines; ignores the rest.
-    pub fn into_details(mut self, kind: &EventKind) -> Details {
+    pub fn into_details(mut self, kind: &EventKind, strings: &mut StringCache) -> Details {
         match kind.details_shape() {
             DetailsShape::None => Details::None,
             DetailsShape::ExecutionStarted => Details::ExecutionStarted {
@@ -211,11 +211,11 @@ impl WireDetails<'_> {
                 redrive_count: count(self.redrive_count),
             },
             DetailsShape::StateEntered => Details::StateEntered {
-                name: boxed(self.name).unwrap_or_default(),
+                name: strings.short_opt(self.name).unwrap_or_else(|| "".into()),
                 input: payload(self.input, self.input_details),
             },
             DetailsShape::StateExited => Details::StateExited {
-                name: boxed(self.name).unwrap_or_default(),
+                name: strings.short_opt(self.name).unwrap_or_else(|| "".into()),
                 output: payload(self.output, self.output_details),
                 assigned_variables: self.assigned_variables.map(|v| v.0).unwrap_or_default(),
                 assigned_variables_aws_truncated: self
@@ -224,20 +224,20 @@ impl WireDetails<'_> {
                     .unwrap_or(false),
             },
             DetailsShape::TaskScheduled => Details::TaskScheduled(Box::new(TaskScheduled {
-                resource: self.task_resource(),
-                region: boxed(self.region),
+                resource: self.task_resource(strings),
+                region: strings.short_opt(self.region),
                 parameters: payload(self.parameters, None),
                 timeout_in_seconds: num(self.timeout_in_seconds),
                 heartbeat_in_seconds: num(self.heartbeat_in_seconds),
                 task_credentials_role_arn: self.task_credentials.and_then(|c| boxed(c.role_arn)),
             })),
-            DetailsShape::TaskStarted => Details::TaskStarted(self.task_resource()),
+            DetailsShape::TaskStarted => Details::TaskStarted(self.task_resource(strings)),
             DetailsShape::TaskOutput => Details::TaskOutput {
-                resource: self.task_resource(),
+                resource: self.task_resource(strings),
                 output: payload(self.output, self.output_details),
             },
             DetailsShape::TaskFailure => Details::TaskFailure {
-                resource: self.task_resource(),
+                resource: self.task_resource(strings),
                 failure: Self::failure(self.error, self.cause),
             },
             DetailsShape::ActivityScheduled => Details::ActivityScheduled {
@@ -276,7 +276,7 @@ impl WireDetails<'_> {
             },
             DetailsShape::Other => Details::Other(Box::new(OtherDetails {
                 name: boxed(self.name.take()),
-                resource: self.task_resource(),
+                resource: self.task_resource(strings),
                 input: payload(self.input, self.input_details),
                 output: payload(self.output, self.output_details),
                 failure: Self::failure(self.error, self.cause),
@@ -316,26 +316,59 @@ pub enum EventError {
     Arn(#[from] super::arn::ArnError),
 }
 
-/// Reuses the last ARN allocation: consecutive events nearly always share it.
+/// Shared strings for one decoder: the last ARN (consecutive events nearly
+/// always share it) and repeated short detail strings — state names,
+/// resource types and resources, regions. Those were ~2 of every 3
+/// allocations of a task state's events, each made on a decode thread and
+/// freed on the stitcher's.
 #[derive(Debug, Default)]
-pub struct ArnCache(Option<Arc<str>>);
+pub struct StringCache {
+    arn: Option<Arc<str>>,
+    short: crate::hashing::FastSet<Arc<str>>,
+}
 
-impl ArnCache {
+impl StringCache {
+    /// Strings kept (state names of the state machines in one request).
+    const MAX_SHORT: usize = 4096;
+    /// Longer strings are copied: they are rarely repeated.
+    const MAX_SHORT_LEN: usize = 256;
+
+    /// The execution ARN.
     pub fn get(&mut self, arn: &str) -> Arc<str> {
-        match &self.0 {
+        match &self.arn {
             Some(a) if a.as_ref() == arn => a.clone(),
             _ => {
                 let a: Arc<str> = Arc::from(arn);
-                self.0 = Some(a.clone());
+                self.arn = Some(a.clone());
                 a
             }
         }
+    }
+
+    /// A short detail string, shared with its earlier occurrences.
+    pub fn short(&mut self, s: &str) -> Arc<str> {
+        if s.len() > Self::MAX_SHORT_LEN {
+            return Arc::from(s);
+        }
+        if let Some(a) = self.short.get(s) {
+            return a.clone();
+        }
+        if self.short.len() >= Self::MAX_SHORT {
+            self.short.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.short.insert(a.clone());
+        a
+    }
+
+    fn short_opt(&mut self, s: Option<Cow<'_, str>>) -> Option<Arc<str>> {
+        s.map(|s| self.short(&s))
     }
 }
 
 impl WireLogLine<'_> {
     /// Validates and converts to the domain event.
-    pub fn into_event(self, arns: &mut ArnCache) -> Result<Event, EventError> {
+    pub fn into_event(self, strings: &mut StringCache) -> Result<Event, EventError> {
         let arn = self.execution_arn.ok_or(EventError::NotStepFunctions)?;
         ExecutionArn::parse(&arn)?;
         let kind = EventKind::parse(&self.kind.ok_or(EventError::MissingField("type"))?);
@@ -344,9 +377,12 @@ impl WireLogLine<'_> {
             .event_timestamp
             .ok_or(EventError::MissingField("event_timestamp"))?
             .0;
-        let details = self.details.unwrap_or_default().into_details(&kind);
+        let details = self
+            .details
+            .unwrap_or_default()
+            .into_details(&kind, strings);
         Ok(Event {
-            execution_arn: arns.get(&arn),
+            execution_arn: strings.get(&arn),
             id,
             previous_event_id: self.previous_event_id.map(|v| v.0).unwrap_or(0),
             timestamp_ms,
@@ -359,9 +395,9 @@ impl WireLogLine<'_> {
 }
 
 /// Parses one log line (a CWL `message`) into an event.
-pub fn parse_log_line(line: &str, arns: &mut ArnCache) -> Result<Event, LineError> {
+pub fn parse_log_line(line: &str, strings: &mut StringCache) -> Result<Event, LineError> {
     let wire: WireLogLine<'_> = serde_json::from_str(line).map_err(LineError::Json)?;
-    wire.into_event(arns).map_err(LineError::Event)
+    wire.into_event(strings).map_err(LineError::Event)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -544,4 +580,89 @@ pub fn details_to_wire(d: &Details) -> serde_json::Value {
         }
     }
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Details;
+
+    const ARN: &str = "arn:aws:states:us-east-1:123456789012:execution:orders:run-1";
+
+    fn line(id: u64, kind: &str, details: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","type":"{kind}","details":{details},"previous_event_id":"0","event_timestamp":"1780000000000","execution_arn":"{ARN}"}}"#
+        )
+    }
+
+    #[test]
+    fn repeated_detail_strings_are_shared_and_long_ones_copied() {
+        let mut strings = StringCache::default();
+        let long = "r".repeat(StringCache::MAX_SHORT_LEN + 1);
+        let lines = [
+            line(2, "TaskStateEntered", r#"{"name":"Charge","input":"{}"}"#),
+            line(
+                3,
+                "TaskScheduled",
+                r#"{"resourceType":"lambda","resource":"invoke","region":"us-east-1","parameters":"{}"}"#,
+            ),
+            line(
+                4,
+                "TaskStarted",
+                r#"{"resourceType":"lambda","resource":"invoke"}"#,
+            ),
+            line(5, "TaskStateExited", r#"{"name":"Charge","output":"{}"}"#),
+            line(
+                6,
+                "TaskStarted",
+                &format!(r#"{{"resourceType":"lambda","resource":"{long}"}}"#),
+            ),
+            line(
+                7,
+                "TaskStarted",
+                &format!(r#"{{"resourceType":"lambda","resource":"{long}"}}"#),
+            ),
+        ];
+        let ev: Vec<Event> = lines
+            .iter()
+            .map(|l| parse_log_line(l, &mut strings).unwrap())
+            .collect();
+        let name = |e: &Event| match &e.details {
+            Details::StateEntered { name, .. } | Details::StateExited { name, .. } => name.clone(),
+            d => panic!("{d:?}"),
+        };
+        let resource = |e: &Event| match &e.details {
+            Details::TaskScheduled(t) => t.resource.clone(),
+            Details::TaskStarted(r) => r.clone(),
+            d => panic!("{d:?}"),
+        };
+        assert_eq!(&*name(&ev[0]), "Charge");
+        assert!(Arc::ptr_eq(&name(&ev[0]), &name(&ev[3])));
+        let (a, b) = (resource(&ev[1]), resource(&ev[2]));
+        assert_eq!(a.resource.as_deref(), Some("invoke"));
+        assert!(Arc::ptr_eq(
+            a.resource.as_ref().unwrap(),
+            b.resource.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            a.resource_type.as_ref().unwrap(),
+            b.resource_type.as_ref().unwrap()
+        ));
+        let (c, d) = (resource(&ev[4]), resource(&ev[5]));
+        assert_eq!(c.resource.as_deref(), Some(long.as_str()));
+        assert!(!Arc::ptr_eq(
+            c.resource.as_ref().unwrap(),
+            d.resource.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&ev[0].execution_arn, &ev[5].execution_arn));
+    }
+
+    #[test]
+    fn the_short_string_cache_is_bounded() {
+        let mut strings = StringCache::default();
+        for i in 0..StringCache::MAX_SHORT * 2 + 3 {
+            assert_eq!(&*strings.short(&i.to_string()), i.to_string());
+            assert!(strings.short.len() <= StringCache::MAX_SHORT);
+        }
+    }
 }

@@ -550,7 +550,7 @@ impl Shard {
     /// minus the idle time they had.
     fn import_state(&mut self, execs: Vec<ExecState>) {
         let now = Instant::now();
-        let mut arns = crate::events::ArnCache::default();
+        let mut arns = crate::events::StringCache::default();
         for st in execs {
             let arn: Arc<str> = Arc::from(st.arn.as_str());
             let mut events = HeldEvents::default();
