@@ -79,12 +79,16 @@ pub fn parse_iso8601_millis(s: &str) -> Option<i64> {
 /// Formats epoch milliseconds as ISO-8601 UTC with exactly three fractional
 /// digits, the form Datadog's libraries hash into span ids.
 pub fn format_iso8601_millis(ms: i64) -> String {
-    let t = if ms >= 0 {
+    humantime::format_rfc3339_millis(system_time(ms)).to_string()
+}
+
+/// The `SystemTime` of epoch milliseconds (before the epoch too).
+pub fn system_time(ms: i64) -> SystemTime {
+    if ms >= 0 {
         UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
     } else {
         UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
-    };
-    humantime::format_rfc3339_millis(t).to_string()
+    }
 }
 
 /// Epoch milliseconds of a `SystemTime` (0 before the epoch).
