@@ -550,13 +550,13 @@ impl Shard {
     /// minus the idle time they had.
     fn import_state(&mut self, execs: Vec<ExecState>) {
         let now = Instant::now();
-        let mut arns = crate::events::StringCache::default();
+        let mut strings = crate::events::StringCache::default();
         for st in execs {
             let arn: Arc<str> = Arc::from(st.arn.as_str());
             let mut events = HeldEvents::default();
             let mut ids = IdSet::default();
             for line in &st.events {
-                match crate::events::parse_log_line(line, &mut arns) {
+                match crate::events::parse_log_line(line, &mut strings) {
                     Ok(e) => {
                         if ids.insert(e.id) {
                             events.insert(e);
@@ -644,12 +644,19 @@ impl Shard {
             if !attrs.is_empty() {
                 exec.attrs = attrs.clone();
             }
-            exec.events.reserve(run);
-            for e in events.by_ref().take(run) {
+            let mut reserved = false;
+            for (i, e) in events.by_ref().take(run).enumerate() {
                 self.stats.events += 1;
                 if !exec.seen.insert(e.id) {
                     self.stats.duplicate_events += 1;
                     continue;
+                }
+                if !reserved {
+                    // At the first new event: a redelivered run of
+                    // duplicates must not leave room behind in a retained
+                    // execution.
+                    exec.events.reserve(run - i);
+                    reserved = true;
                 }
                 if exec.finalized_at.is_some() {
                     // Reopened by a straggler: re-finalize after the grace.
