@@ -19,18 +19,24 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut e = gzip_writer(data.len());
-    e.write_all(data)?;
-    e.finish()
+    gzip_parts([data], data.len())
 }
 
-/// A gzip stream for about `len` bytes of input (level 1: the intake's
-/// payloads compress ~4x at a fraction of level 6's CPU).
-pub(crate) fn gzip_writer(len: usize) -> flate2::write::GzEncoder<Vec<u8>> {
-    flate2::write::GzEncoder::new(
+/// The parts, back to back, as one gzip stream (level 1: the intake's
+/// payloads compress ~4x at a fraction of level 6's CPU); `len` is about
+/// their total, to size the output.
+pub(crate) fn gzip_parts<'a>(
+    parts: impl IntoIterator<Item = &'a [u8]>,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(
         Vec::with_capacity(len / 4 + 64),
         flate2::Compression::fast(),
-    )
+    );
+    for p in parts {
+        e.write_all(p)?;
+    }
+    e.finish()
 }
 
 pub(crate) fn deflate(data: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -311,7 +311,6 @@ impl Encoder for IntakeTraces {
 
     fn encode(&self, items: &[EncodedChunk]) -> Result<Request, EncodeError> {
         use prost::encoding::{encode_key, encode_varint, WireType};
-        use std::io::Write;
         // Protobuf fields may come in any order and repeated ones are just
         // repeated: the small fields go through prost, the chunks follow as
         // they are, straight into gzip.
@@ -340,15 +339,8 @@ impl Encoder for IntakeTraces {
         );
         encode_varint((tracer_head.len() + chunks) as u64, &mut head);
         head.extend_from_slice(&tracer_head);
-        let body = (|| {
-            let mut gz = super::gzip_writer(head.len() + chunks);
-            gz.write_all(&head)?;
-            for c in items {
-                gz.write_all(c.field())?;
-            }
-            gz.finish()
-        })()
-        .map_err(|e: std::io::Error| EncodeError {
+        let parts = std::iter::once(&head[..]).chain(items.iter().map(EncodedChunk::field));
+        let body = super::gzip_parts(parts, head.len() + chunks).map_err(|e| EncodeError {
             signal: "traces",
             reason: e.to_string(),
         })?;
