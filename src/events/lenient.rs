@@ -79,11 +79,20 @@ pub fn parse_iso8601_millis(s: &str) -> Option<i64> {
 /// Formats epoch milliseconds as ISO-8601 UTC with exactly three fractional
 /// digits, the form Datadog's libraries hash into span ids.
 pub fn format_iso8601_millis(ms: i64) -> String {
-    humantime::format_rfc3339_millis(system_time(ms)).to_string()
+    let mut s = String::with_capacity(24);
+    write_iso8601_millis(&mut s, ms);
+    s
+}
+
+/// `format_iso8601_millis` appended to `out` (span id keys are built in
+/// one buffer).
+pub fn write_iso8601_millis(out: &mut String, ms: i64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{}", humantime::format_rfc3339_millis(system_time(ms)));
 }
 
 /// The `SystemTime` of epoch milliseconds (before the epoch too).
-pub fn system_time(ms: i64) -> SystemTime {
+fn system_time(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
     } else {

@@ -211,11 +211,11 @@ impl WireDetails<'_> {
                 redrive_count: count(self.redrive_count),
             },
             DetailsShape::StateEntered => Details::StateEntered {
-                name: strings.short_opt(self.name).unwrap_or_else(|| "".into()),
+                name: strings.short(self.name.as_deref().unwrap_or_default()),
                 input: payload(self.input, self.input_details),
             },
             DetailsShape::StateExited => Details::StateExited {
-                name: strings.short_opt(self.name).unwrap_or_else(|| "".into()),
+                name: strings.short(self.name.as_deref().unwrap_or_default()),
                 output: payload(self.output, self.output_details),
                 assigned_variables: self.assigned_variables.map(|v| v.0).unwrap_or_default(),
                 assigned_variables_aws_truncated: self

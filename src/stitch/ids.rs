@@ -2,7 +2,7 @@
 //! them (trace-model.md §1), so that a Lambda invoked by a state parents
 //! its own span to ours without any context being passed.
 
-use crate::events::lenient::system_time;
+use crate::events::lenient::write_iso8601_millis;
 use sha2::{Digest, Sha256};
 
 fn half(s: &str, upper: bool) -> u64 {
@@ -53,8 +53,8 @@ pub fn state_span_id(
     // One buffer sized up front (`format!` grew it two or three times: a
     // span id per state, 1 % of the stitcher's thread).
     let mut key = String::with_capacity(execution_arn.len() + state_name.len() + 48);
-    let entered = humantime::format_rfc3339_millis(system_time(entered_ms));
-    let _ = write!(key, "{execution_arn}#{state_name}#{entered}");
+    let _ = write!(key, "{execution_arn}#{state_name}#");
+    write_iso8601_millis(&mut key, entered_ms);
     if retry_count != 0 || redrive_count != 0 {
         let _ = write!(key, "#{retry_count}#{redrive_count}");
     }

@@ -102,12 +102,9 @@ impl TagSets {
     }
 
     /// Sets held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.sets
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sets == 0
     }
 }
 
