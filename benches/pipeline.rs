@@ -11,21 +11,21 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stepstitch::decode::body::decode_body;
+use stepstitch::decode::BodyLimits;
 use stepstitch::decode::Limits;
 use stepstitch::durable::record::RequestRecord;
 use stepstitch::durable::wal::WalPayload;
 use stepstitch::durable::wal::{Wal, WalConfig};
+use stepstitch::events::StreamParams;
 use stepstitch::export::datadog::traces::{self, IntakeTraces};
 use stepstitch::export::delivery::Encoder;
-use stepstitch::firehose::attributes::CommonAttributes;
-use stepstitch::firehose::body::decode_body;
-use stepstitch::firehose::IngestLimits;
 use stepstitch::loadgen::traffic::{requests, Request, Shape};
 use stepstitch::stitch::output::StitchOut;
-use stepstitch::stitch::service::{Hold, StitchConfig, StitcherHandle};
+use stepstitch::stitch::{Guard, StitchConfig, StitcherHandle};
 
-fn limits() -> IngestLimits {
-    IngestLimits {
+fn limits() -> BodyLimits {
+    BodyLimits {
         max_body_bytes: 80 << 20,
         decode: Limits::default(),
     }
@@ -107,7 +107,7 @@ impl E2e {
                 }
                 spans
             });
-            let attrs = Arc::new(CommonAttributes::default());
+            let attrs = Arc::new(StreamParams::default());
             for r in reqs {
                 let body = Bytes::from(r.body.clone());
                 let rec = RequestRecord {
@@ -127,7 +127,7 @@ impl E2e {
                     .unwrap()
                     .events;
                 stitcher
-                    .send(events, attrs.clone(), Hold::pin(pin))
+                    .send(events, attrs.clone(), Some(Arc::new(pin) as Guard))
                     .await
                     .unwrap();
             }

@@ -5,6 +5,7 @@ use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ExportTarget, Settings};
 use crate::decode;
+use crate::decode::BodyLimits;
 use crate::durable::ledger::Ledger;
 use crate::durable::recovery::{self, Paths};
 use crate::durable::snapshotter::Snapshotter;
@@ -16,12 +17,12 @@ use crate::export::delivery::{self, Budget, LaneConfig, Transport};
 use crate::export::hub::{Hub, HubDurability};
 use crate::export::receipt::Outbox;
 use crate::export::{spawn_jsonl_exporter, Exporter};
-use crate::firehose::{self, auth::AccessKeys, IngestLimits, IngestState};
+use crate::firehose::{self, auth::AccessKeys, IngestState};
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::{spawn_decoders, spawn_event_consumer, ConsumerTotals, DecodeQueue, Handoff};
 use crate::stitch::builder::SpanConfig;
 use crate::stitch::output::ForwardLogs;
-use crate::stitch::service::{StitchConfig, StitcherHandle};
+use crate::stitch::{StitchConfig, StitcherHandle};
 use crate::telemetry::{self, names};
 use anyhow::Context;
 use std::io::Write;
@@ -271,7 +272,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .context("starting the decode workers")?;
 
-    let ingest_limits = IngestLimits {
+    let ingest_limits = BodyLimits {
         max_body_bytes: settings.max_body_bytes,
         decode: decode::Limits {
             max_record_decoded_bytes: settings.max_record_decoded_bytes,

@@ -7,7 +7,8 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
-use stepstitch::config::{Cli, Settings};
+use stepstitch::cli::Cli;
+use stepstitch::config::Settings;
 
 fn main() -> ExitCode {
     stepstitch::disable_huge_pages();

@@ -6,12 +6,12 @@ mod common;
 use common::fixtures::Fixture;
 use std::sync::Arc;
 use std::time::Duration;
+use stepstitch::events::StreamParams;
 use stepstitch::events::{load_history, Details, Event, EventKind, Payload};
-use stepstitch::firehose::attributes::CommonAttributes;
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 use stepstitch::stitch::ids;
-use stepstitch::stitch::service::{StitchConfig, StitcherHandle};
 use stepstitch::stitch::span::{op, Span};
+use stepstitch::stitch::{StitchConfig, StitcherHandle};
 use tokio::sync::mpsc;
 
 fn child(arn: &str, input: &str, t: i64) -> Vec<Event> {
@@ -79,7 +79,7 @@ async fn run(batches: Vec<Vec<Event>>) -> Vec<Span> {
     };
     let (h, _) = StitcherHandle::spawn(cfg, tx);
     for b in batches {
-        h.send(b, Arc::new(CommonAttributes::default()), None)
+        h.send(b, Arc::new(StreamParams::default()), None)
             .await
             .unwrap();
     }
@@ -284,7 +284,7 @@ async fn incremental_emission_and_pruning_over_every_fixture() {
         ..StitchConfig::default()
     };
     let (h, _) = StitcherHandle::spawn(cfg, tx);
-    let attrs = Arc::new(CommonAttributes::default());
+    let attrs = Arc::new(StreamParams::default());
     for phase in 0..3 {
         for events in &all {
             let n = events.len();
@@ -342,7 +342,7 @@ async fn redrive_after_retention_adds_only_the_redrive() {
         ..StitchConfig::default()
     };
     let (h, _) = StitcherHandle::spawn(cfg, tx);
-    let attrs = Arc::new(CommonAttributes::default());
+    let attrs = Arc::new(StreamParams::default());
     let redriven = events
         .iter()
         .position(|e| e.kind == EventKind::ExecutionRedriven)

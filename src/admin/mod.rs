@@ -20,7 +20,7 @@ pub struct AdminState {
     pub handoff: HandoffGauge,
     pub decode_queue: crate::pipeline::QueueGauge,
     pub keys: Arc<AccessKeys>,
-    pub stitcher: Option<crate::stitch::service::StitcherHandle>,
+    pub stitcher: Option<crate::stitch::StitcherHandle>,
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -7,46 +7,10 @@
 
 pub mod parse;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "stepstitch",
-    version,
-    about = "Firehose HTTP endpoint that turns AWS Step Functions execution logs into traces, metrics and logs",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Settings of `serve`, the default command.
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the service (the default when no command is given).
-    Serve(Box<ServeArgs>),
-    /// Load a running server with generated Firehose traffic and report
-    /// throughput, acknowledgement latency and its peak memory.
-    Loadgen(Box<crate::loadgen::LoadgenArgs>),
-}
-
-impl Cli {
-    /// The `serve` settings, whether or not `serve` was named; `Err` with
-    /// the load generator's settings for `loadgen`.
-    pub fn into_serve_args(self) -> Result<ServeArgs, Box<crate::loadgen::LoadgenArgs>> {
-        match self.command {
-            Some(Command::Serve(a)) => Ok(*a),
-            Some(Command::Loadgen(l)) => Err(l),
-            None => Ok(self.serve),
-        }
-    }
-}
 
 /// Every setting as given, before validation.
 #[derive(Debug, Clone, Args)]
@@ -951,11 +915,14 @@ impl Settings {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-        let args = cli
-            .into_serve_args()
-            .map_err(|_| "not the serve command".to_string())?;
-        Settings::from_args(args).map_err(|e| e.to_string())
+        #[derive(Parser)]
+        #[command(name = "stepstitch")]
+        struct Serve {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let args = Serve::try_parse_from(args).map_err(|e| e.to_string())?;
+        Settings::from_args(args.serve).map_err(|e| e.to_string())
     }
 }
 
@@ -979,22 +946,6 @@ mod tests {
         assert!(s.max_body_bytes > FIREHOSE_MAX_BODY);
         assert!(s.access_keys.is_empty());
         assert_eq!(s.datadog.site, "datadoghq.com");
-    }
-
-    #[test]
-    fn serve_subcommand_takes_the_same_flags() {
-        let s = parse(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:1234",
-            "--access-key",
-            "a",
-            "--access-key",
-            "b",
-        ])
-        .unwrap();
-        assert_eq!(s.listen.port(), 1234);
-        assert_eq!(s.access_keys, vec!["a", "b"]);
     }
 
     #[test]

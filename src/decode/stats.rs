@@ -90,3 +90,25 @@ impl DecodeStats {
         self.records > 0 && self.bad_records == self.records
     }
 }
+
+/// Publishes one request's decode counters (once per request, not per record).
+pub fn publish(stats: &DecodeStats) {
+    use crate::telemetry::names;
+    use metrics::counter;
+    for kind in RecordKind::ALL {
+        let n = stats.kind(*kind);
+        if n > 0 {
+            counter!(names::FIREHOSE_RECORDS, "kind" => kind.label()).increment(n);
+        }
+    }
+    for reason in FailureReason::ALL {
+        let n = stats.failure(*reason);
+        if n > 0 {
+            counter!(names::DECODE_FAILURES, "reason" => reason.label()).increment(n);
+        }
+    }
+    counter!(names::FIREHOSE_CONTROL_MESSAGES).increment(stats.control_messages);
+    counter!(names::FIREHOSE_LOG_EVENTS).increment(stats.log_events);
+    counter!(names::EVENTS_DECODED).increment(stats.events);
+    counter!(names::FIREHOSE_BYTES_DECODED).increment(stats.decoded_bytes);
+}

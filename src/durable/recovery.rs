@@ -6,11 +6,11 @@ use super::pins::Pins;
 use super::record::RequestRecord;
 use super::snapshot::{self, Snapshot};
 use super::wal::{list_segments, read_segment};
-use crate::firehose::attributes::CommonAttributes;
-use crate::firehose::body::decode_body;
-use crate::firehose::IngestLimits;
+use crate::decode::body::decode_body;
+use crate::decode::BodyLimits;
+use crate::events::StreamParams;
 use crate::stitch::output::{Emission, StitchOut};
-use crate::stitch::service::{Hold, StitcherHandle};
+use crate::stitch::{Guard, StitcherHandle};
 use crate::telemetry::names;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub async fn replay(
     stitcher: &StitcherHandle,
     out: &mpsc::Sender<StitchOut>,
     pins: &Arc<Pins>,
-    limits: IngestLimits,
+    limits: BodyLimits,
 ) -> anyhow::Result<u64> {
     let mut frontier = 0;
     if let Some(s) = snapshot {
@@ -134,7 +134,7 @@ pub async fn replay(
             };
             let attrs: Vec<(String, String)> =
                 serde_json::from_slice(&rec.attributes).unwrap_or_default();
-            let attrs = Arc::new(CommonAttributes::from_pairs(attrs));
+            let attrs = Arc::new(StreamParams::from_pairs(attrs));
             let body = bytes::Bytes::copy_from_slice(&rec.body);
             let decoded = tokio::task::spawn_blocking(move || decode_body(body, limits)).await?;
             let events = match decoded {
@@ -146,7 +146,7 @@ pub async fn replay(
             };
             let pin = pins.pin(seq);
             stitcher
-                .send(events, attrs, Hold::pin(pin))
+                .send(events, attrs, Some(Arc::new(pin) as Guard))
                 .await
                 .map_err(|_| anyhow::anyhow!("stitcher stopped during recovery"))?;
             replayed += 1;

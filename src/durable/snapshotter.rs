@@ -8,7 +8,7 @@ use super::snapshot::{self, OutboxState};
 use super::wal::Wal;
 use crate::clock::Clock;
 use crate::stitch::checkpoint::{ExecState, SpanState};
-use crate::stitch::service::StitcherHandle;
+use crate::stitch::StitcherHandle;
 use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

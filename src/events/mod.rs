@@ -9,6 +9,7 @@ pub mod history;
 pub mod kind;
 pub mod lenient;
 pub mod model;
+pub mod params;
 pub mod wire;
 
 pub use arn::{ArnError, ExecutionArn, WorkflowType};
@@ -17,4 +18,5 @@ pub use kind::{DetailsShape, EventKind};
 pub use model::{
     Details, Event, Failure, LogSource, OtherDetails, Payload, TaskResource, TaskScheduled,
 };
+pub use params::StreamParams;
 pub use wire::{parse_log_line, EventError, LineError, StringCache};

@@ -17,7 +17,7 @@ use super::receipt::{Outbox, Receipt};
 use super::Exporter;
 use crate::clock::Clock;
 use crate::durable::ledger::{Delivered, Ledger, Signal};
-use crate::stitch::checkpoint::Part;
+use crate::stitch::output::Part;
 use crate::stitch::output::{Emission, LogRecord, StitchOut};
 use crate::stitch::span::Span;
 use crate::telemetry::names;
@@ -142,7 +142,7 @@ impl Hub {
         }
     }
 
-    fn complete(&self, marker: crate::stitch::checkpoint::Marker) {
+    fn complete(&self, marker: crate::stitch::output::Marker) {
         let outbox = self
             .durability
             .as_ref()

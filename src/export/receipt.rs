@@ -75,7 +75,7 @@ impl Outbox {
     }
 
     /// What a shard emitted that is not delivered everywhere yet.
-    pub fn of_shard(&self, shard: usize) -> crate::stitch::checkpoint::Outboxed {
+    pub fn of_shard(&self, shard: usize) -> crate::stitch::output::Outboxed {
         let e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<(u64, &Entry)> = e
             .iter()

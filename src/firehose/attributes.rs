@@ -1,13 +1,13 @@
-//! `X-Amz-Firehose-Common-Attributes`: the delivery stream's "Parameters".
+//! `X-Amz-Firehose-Common-Attributes`: the delivery stream's "Parameters",
+//! parsed into the domain type [`StreamParams`].
 //!
 //! The documented form is `{"commonAttributes": {"k": "v", ...}}`; a flat
 //! `{"k": "v"}` object is accepted too. A malformed header is ignored (and
 //! counted), never a reason to refuse data. Entries outside the protocol's
 //! limits (50 entries, key 1–256 chars, value ≤ 1024 chars, string values)
-//! are dropped one by one. Keys that name facts derived from the events
-//! themselves (region, account, ARNs, `step_function.*`) are not usable as
-//! tags: a stream parameter must not contradict what AWS logged.
+//! are dropped one by one.
 
+use crate::events::StreamParams;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -15,33 +15,9 @@ pub const MAX_ATTRIBUTES: usize = 50;
 pub const MAX_KEY_CHARS: usize = 256;
 pub const MAX_VALUE_CHARS: usize = 1024;
 
-/// Keys whose values come from the events and cannot be overridden.
-const RESERVED: &[&str] = &[
-    "region",
-    "account_id",
-    "aws_account",
-    "execution_arn",
-    "execution_name",
-    "state_machine_arn",
-    "state_machine_name",
-    "statemachinearn",
-    "statemachinename",
-    "trace_type",
-];
-
-pub fn is_reserved(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    RESERVED.contains(&k.as_str()) || k.starts_with("step_function.") || k.starts_with("aws.")
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommonAttributes {
-    map: BTreeMap<String, String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedAttributes {
-    pub attributes: CommonAttributes,
+    pub attributes: StreamParams,
     /// Entries dropped for breaking the protocol's limits or types.
     pub dropped: usize,
 }
@@ -50,87 +26,52 @@ pub struct ParsedAttributes {
 #[error("malformed X-Amz-Firehose-Common-Attributes: {0}")]
 pub struct AttributesError(pub String);
 
-impl CommonAttributes {
-    /// From pairs already checked once (snapshots).
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self {
-            map: pairs.into_iter().collect(),
+/// Parses the header value into the stream's parameters.
+pub fn parse(raw: &[u8]) -> Result<ParsedAttributes, AttributesError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| AttributesError(e.to_string()))?;
+    let Value::Object(mut outer) = value else {
+        return Err(AttributesError("not a JSON object".into()));
+    };
+    let entries = match outer.remove("commonAttributes") {
+        Some(Value::Object(inner)) if outer.is_empty() => inner,
+        Some(Value::Null) if outer.is_empty() => Default::default(),
+        Some(_) if outer.is_empty() => {
+            return Err(AttributesError("commonAttributes is not an object".into()))
         }
-    }
-
-    pub fn parse(raw: &[u8]) -> Result<ParsedAttributes, AttributesError> {
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| AttributesError(e.to_string()))?;
-        let Value::Object(mut outer) = value else {
-            return Err(AttributesError("not a JSON object".into()));
-        };
-        let entries = match outer.remove("commonAttributes") {
-            Some(Value::Object(inner)) if outer.is_empty() => inner,
-            Some(Value::Null) if outer.is_empty() => Default::default(),
-            Some(_) if outer.is_empty() => {
-                return Err(AttributesError("commonAttributes is not an object".into()))
-            }
-            Some(v) => {
-                // A flat object that merely has a key called commonAttributes.
-                outer.insert("commonAttributes".into(), v);
-                outer
-            }
-            None => outer,
-        };
-        let mut map = BTreeMap::new();
-        let mut dropped = 0;
-        for (k, v) in entries {
-            let v = match v {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => {
-                    dropped += 1;
-                    continue;
-                }
-            };
-            let key_len = k.chars().count();
-            if map.len() >= MAX_ATTRIBUTES
-                || key_len == 0
-                || key_len > MAX_KEY_CHARS
-                || v.chars().count() > MAX_VALUE_CHARS
-            {
+        Some(v) => {
+            // A flat object that merely has a key called commonAttributes.
+            outer.insert("commonAttributes".into(), v);
+            outer
+        }
+        None => outer,
+    };
+    let mut map = BTreeMap::new();
+    let mut dropped = 0;
+    for (k, v) in entries {
+        let v = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
                 dropped += 1;
                 continue;
             }
-            map.insert(k, v);
+        };
+        let key_len = k.chars().count();
+        if map.len() >= MAX_ATTRIBUTES
+            || key_len == 0
+            || key_len > MAX_KEY_CHARS
+            || v.chars().count() > MAX_VALUE_CHARS
+        {
+            dropped += 1;
+            continue;
         }
-        Ok(ParsedAttributes {
-            attributes: CommonAttributes { map },
-            dropped,
-        })
+        map.insert(k, v);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// A parameter by exact name (e.g. `service`, `env`, `DD_ENHANCED_METRICS`).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.map.get(key).map(String::as_str)
-    }
-
-    /// Parameters usable as static tags: everything but the reserved keys.
-    /// Every pair, reserved keys included (snapshots).
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.map
-            .iter()
-            .filter(|(k, _)| !is_reserved(k))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
+    Ok(ParsedAttributes {
+        attributes: StreamParams::from_pairs(map),
+        dropped,
+    })
 }
 
 #[cfg(test)]
@@ -139,25 +80,20 @@ mod tests {
 
     #[test]
     fn wrapped_and_flat() {
-        let w = CommonAttributes::parse(br#"{"commonAttributes":{"service":"pay","env":"prod"}}"#)
-            .unwrap();
+        let w = parse(br#"{"commonAttributes":{"service":"pay","env":"prod"}}"#).unwrap();
         assert_eq!(w.attributes.get("service"), Some("pay"));
         assert_eq!(w.attributes.len(), 2);
-        let f = CommonAttributes::parse(br#"{"service":"pay","n":3,"b":true}"#).unwrap();
+        let f = parse(br#"{"service":"pay","n":3,"b":true}"#).unwrap();
         assert_eq!(f.attributes.get("n"), Some("3"));
         assert_eq!(f.attributes.get("b"), Some("true"));
-        let e = CommonAttributes::parse(br#"{"commonAttributes":{}}"#).unwrap();
+        let e = parse(br#"{"commonAttributes":{}}"#).unwrap();
         assert!(e.attributes.is_empty());
     }
 
     #[test]
     fn malformed_is_an_error() {
         for bad in [&b"{"[..], b"[]", b"\"x\"", br#"{"commonAttributes":"x"}"#] {
-            assert!(
-                CommonAttributes::parse(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -171,14 +107,14 @@ mod tests {
         inner.insert("k".repeat(257), Value::String("v".into()));
         inner.insert("obj".into(), serde_json::json!({"a":1}));
         let raw = serde_json::to_vec(&serde_json::json!({ "commonAttributes": inner })).unwrap();
-        let p = CommonAttributes::parse(&raw).unwrap();
+        let p = parse(&raw).unwrap();
         assert_eq!(p.attributes.len(), 50);
         assert_eq!(p.dropped, 13);
     }
 
     #[test]
     fn reserved_keys_are_not_tags() {
-        let p = CommonAttributes::parse(
+        let p = parse(
             br#"{"commonAttributes":{"region":"mars-1","step_function.execution_arn":"x","Account_Id":"1","team":"core"}}"#,
         )
         .unwrap();

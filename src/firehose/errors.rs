@@ -2,6 +2,7 @@
 //! Only 413 is final for Firehose (it drops the batch without S3 backup), so
 //! it is used only for bodies the protocol never produces.
 
+use crate::decode::BodyError;
 use axum::http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,14 +19,8 @@ pub enum FirehoseError {
     BodyTooLarge { limit: usize },
     #[error("could not read request body: {0}")]
     BodyRead(String),
-    #[error("request body is not valid gzip: {0}")]
-    BodyGzip(String),
-    #[error("request body is not a Firehose JSON request: {0}")]
-    InvalidJson(String),
-    #[error("all {records} records are undecodable; first: {first}")]
-    AllRecordsInvalid { records: u64, first: String },
-    #[error("decoded size of the records is over the request budget of {limit} bytes")]
-    DecodeBudget { limit: usize },
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("overloaded: too many concurrent requests, retry later")]
     Overloaded,
     #[error("overloaded: processing queue is full, retry later")]
@@ -44,12 +39,9 @@ impl FirehoseError {
     pub fn status(&self) -> StatusCode {
         use FirehoseError::*;
         match self {
-            MissingRequestId
-            | BodyRead(_)
-            | BodyGzip(_)
-            | InvalidJson(_)
-            | AllRecordsInvalid { .. }
-            | DecodeBudget { .. } => StatusCode::BAD_REQUEST,
+            MissingRequestId | BodyRead(_) => StatusCode::BAD_REQUEST,
+            Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Body(_) => StatusCode::BAD_REQUEST,
             MissingAccessKey | InvalidAccessKey => StatusCode::UNAUTHORIZED,
             UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,10 +62,11 @@ impl FirehoseError {
             UnsupportedEncoding(_) => "unsupported_encoding",
             BodyTooLarge { .. } => "body_too_large",
             BodyRead(_) => "body_read",
-            BodyGzip(_) => "body_gzip",
-            InvalidJson(_) => "invalid_json",
-            AllRecordsInvalid { .. } => "all_records_invalid",
-            DecodeBudget { .. } => "decode_budget",
+            Body(BodyError::TooLarge { .. }) => "body_too_large",
+            Body(BodyError::Gzip(_)) => "body_gzip",
+            Body(BodyError::InvalidJson(_)) => "invalid_json",
+            Body(BodyError::AllRecordsInvalid { .. }) => "all_records_invalid",
+            Body(BodyError::DecodeBudget { .. }) => "decode_budget",
             Overloaded => "overloaded",
             QueueFull => "queue_full",
             ShuttingDown => "shutting_down",

@@ -2,22 +2,23 @@
 //!
 //! Order matters: cheap refusals first (shutdown, request id, key, load,
 //! encoding), then the capped body read, then the checks that decide the
-//! answer on a blocking thread (`body::precheck`), then room in the decode
-//! queue, then the write-ahead log. 200 is sent once the request is durable
-//! and queued; its records are decoded after the answer (`body.rs`).
+//! answer on a blocking thread (`decode::body::precheck`), then room in the
+//! decode queue, then the write-ahead log. 200 is sent once the request is
+//! durable and queued; its records are decoded after the answer.
 
-use super::attributes::CommonAttributes;
+use super::attributes;
 use super::auth::{AccessKeys, AuthOutcome};
-use super::body;
 use super::contract::{contract_response, error_response, header_request_id};
 use super::errors::FirehoseError;
 use super::models::headers;
 use crate::clock::Clock;
-use crate::decode::{self, gzip};
+use crate::decode::body::{self, BodyLimits};
+use crate::decode::gzip;
+use crate::events::StreamParams;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::decode_queue::QueueError;
 use crate::pipeline::{DecodeJob, DecodeQueue};
-use crate::telemetry::{self, names};
+use crate::telemetry::names;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,20 +28,11 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// Size limits of the ingest endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct IngestLimits {
-    /// Largest body, as received and after gunzip. Must stay above the
-    /// protocol's 64 MiB: Firehose drops a batch answered 413.
-    pub max_body_bytes: usize,
-    pub decode: decode::Limits,
-}
-
 /// Everything the handler needs, shared by all requests.
 #[derive(Debug)]
 pub struct IngestState {
     pub keys: Arc<AccessKeys>,
-    pub limits: IngestLimits,
+    pub limits: BodyLimits,
     /// Concurrent requests past the body read; more get 503 at once.
     pub concurrency: Arc<Semaphore>,
     /// Accepted requests waiting for a decode worker.
@@ -164,7 +156,7 @@ async fn handle(
         // Nothing to keep (no records, or only control messages): no WAL
         // record, no queue room.
         let stats = checked.decoder.stats();
-        telemetry::record_decode_stats(stats);
+        crate::decode::stats::publish(stats);
         metrics::counter!(names::REQUESTS_DECODED).increment(1);
         tracing::info!(records, events = 0, "Firehose request accepted");
         return Ok(());
@@ -220,11 +212,11 @@ async fn handle(
     Ok(())
 }
 
-fn parse_attributes(headers: &HeaderMap) -> CommonAttributes {
+fn parse_attributes(headers: &HeaderMap) -> StreamParams {
     let Some(raw) = headers.get(headers::COMMON_ATTRIBUTES) else {
-        return CommonAttributes::default();
+        return StreamParams::default();
     };
-    match CommonAttributes::parse(raw.as_bytes()) {
+    match attributes::parse(raw.as_bytes()) {
         Ok(parsed) => {
             if parsed.dropped > 0 {
                 metrics::counter!(names::COMMON_ATTRIBUTES_DROPPED)
@@ -239,7 +231,7 @@ fn parse_attributes(headers: &HeaderMap) -> CommonAttributes {
         Err(e) => {
             metrics::counter!(names::COMMON_ATTRIBUTES_INVALID).increment(1);
             tracing::warn!(error = %e, "ignoring common attributes");
-            CommonAttributes::default()
+            StreamParams::default()
         }
     }
 }

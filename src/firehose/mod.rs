@@ -2,13 +2,12 @@
 
 pub mod attributes;
 pub mod auth;
-pub mod body;
 pub mod contract;
 pub mod errors;
 pub mod handler;
 pub mod models;
 
-pub use handler::{IngestLimits, IngestState};
+pub use handler::IngestState;
 
 use crate::clock::Clock;
 use axum::http::StatusCode;

@@ -1,26 +1,8 @@
 //! Wire types of the Firehose HTTP endpoint protocol v1.0
-//! (firehose-protocol.md §1.3–§1.4). Never used as domain types.
+//! (firehose-protocol.md §1.3–§1.4): the response and the headers. The
+//! request body's envelope is read by the decode stage (`decode::envelope`).
 
-use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
-
-/// The request body. `records[].data` borrows from the body: a 64 MiB
-/// request is not copied before decoding.
-#[derive(Debug, Deserialize)]
-pub struct FirehoseRequest<'a> {
-    #[serde(rename = "requestId", borrow, default)]
-    pub request_id: Option<Cow<'a, str>>,
-    /// Missing `records` is treated as an empty batch (as PostHog and OTel do).
-    #[serde(borrow, default)]
-    pub records: Vec<WireRecord<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct WireRecord<'a> {
-    /// Base64 text. A record without `data` is treated as an empty record.
-    #[serde(borrow, default)]
-    pub data: Cow<'a, str>,
-}
+use serde::Serialize;
 
 /// The response body; success and every error use this one shape.
 #[derive(Debug, Serialize)]

@@ -427,7 +427,7 @@ pub async fn run(a: LoadgenArgs) -> Result<Report, LoadgenError> {
 
 /// Decoding alone over `reqs` (as the server receives them), best of three.
 fn floor(reqs: &[Request]) -> f64 {
-    let limits = crate::firehose::IngestLimits {
+    let limits = crate::decode::BodyLimits {
         max_body_bytes: 80 << 20,
         decode: Default::default(),
     };
@@ -437,7 +437,7 @@ fn floor(reqs: &[Request]) -> f64 {
         .map(|_| {
             let t = Instant::now();
             for b in &bodies {
-                let d = crate::firehose::body::decode_body(b.clone(), limits);
+                let d = crate::decode::body::decode_body(b.clone(), limits);
                 std::hint::black_box(d.map(|d| d.events.len()).unwrap_or(0));
             }
             events as f64 / t.elapsed().as_secs_f64()

@@ -381,9 +381,9 @@ mod count_check {
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain)
                 .unwrap();
             let body = bytes::Bytes::from(plain);
-            let d = crate::firehose::body::decode_body(
+            let d = crate::decode::body::decode_body(
                 body,
-                crate::firehose::IngestLimits {
+                crate::decode::BodyLimits {
                     max_body_bytes: 80 << 20,
                     decode: Default::default(),
                 },

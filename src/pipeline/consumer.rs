@@ -5,12 +5,21 @@
 //! which fills the hand-off, which answers Firehose 503.
 
 use super::handoff::EventBatch;
-use crate::stitch::service::StitcherHandle;
+use crate::durable::pins::Pin;
+use crate::stitch::{Guard, StitcherHandle};
 use crate::telemetry::names;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// What a batch holds until every shard applied its part: its WAL record's
+/// pin (reclamation) and its hand-off room (the memory bound counts events
+/// until they are in the stitcher's state, not only until routed).
+struct Hold {
+    _pin: Option<Pin>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 /// Totals, readable while the consumer runs.
 #[derive(Debug, Default)]
@@ -43,9 +52,9 @@ pub fn spawn_event_consumer(
                 totals.events.fetch_add(n, Ordering::Relaxed);
                 if let Some(s) = &stitcher {
                     let events = batch.take_events();
-                    let hold = std::sync::Arc::new(crate::stitch::service::Hold {
-                        pin: batch.pin.take(),
-                        permit: batch.take_permit(),
+                    let hold: Guard = Arc::new(Hold {
+                        _pin: batch.pin.take(),
+                        _permit: batch.take_permit(),
                     });
                     if s
                         .blocking_send(events, batch.attributes.clone(), Some(hold))

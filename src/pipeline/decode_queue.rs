@@ -8,11 +8,11 @@
 //! that is what waits here in memory.
 
 use super::handoff::{EventBatch, Handoff};
+use crate::decode::body::decode_rest;
 use crate::decode::RequestDecoder;
 use crate::durable::pins::Pin;
-use crate::firehose::attributes::CommonAttributes;
-use crate::firehose::body::decode_rest;
-use crate::telemetry::{self, names};
+use crate::events::StreamParams;
+use crate::telemetry::names;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct DecodeJob {
     pub request_id: Arc<str>,
     pub source_arn: Option<Arc<str>>,
     pub received_at_ms: i64,
-    pub attributes: Arc<CommonAttributes>,
+    pub attributes: Arc<StreamParams>,
     /// The body as JSON.
     pub plain: Bytes,
     pub next_record: usize,
@@ -213,7 +213,7 @@ fn decode_job(mut job: DecodeJob, handoff: &Handoff, runtime: &tokio::runtime::H
         tracing::error!("hand-off closed while decoding; the request stays in the write-ahead log for the next start");
     }
     let stats = job.decoder.stats();
-    telemetry::record_decode_stats(stats);
+    crate::decode::stats::publish(stats);
     metrics::counter!(names::REQUESTS_DECODED).increment(1);
     if let Err(e) = rest {
         // The envelope parsed before the answer; it cannot fail now, but if

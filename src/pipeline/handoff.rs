@@ -6,7 +6,7 @@
 //! Firehose retries later: memory never grows past the bound.
 
 use crate::events::Event;
-use crate::firehose::attributes::CommonAttributes;
+use crate::events::StreamParams;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -17,7 +17,7 @@ pub struct EventBatch {
     pub request_id: Arc<str>,
     pub source_arn: Option<Arc<str>>,
     pub received_at_ms: i64,
-    pub attributes: Arc<CommonAttributes>,
+    pub attributes: Arc<StreamParams>,
     pub events: Vec<Event>,
     /// Holds the request's WAL record until the stitcher applied it.
     pub pin: Option<crate::durable::pins::Pin>,
@@ -29,7 +29,7 @@ impl EventBatch {
         request_id: Arc<str>,
         source_arn: Option<Arc<str>>,
         received_at_ms: i64,
-        attributes: Arc<CommonAttributes>,
+        attributes: Arc<StreamParams>,
         events: Vec<Event>,
     ) -> Self {
         Self {

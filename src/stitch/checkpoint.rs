@@ -3,12 +3,9 @@
 //! read back equal, see `output::event_line`), the ids it has seen, pruned
 //! and emitted, and its trace context. Instants become ages.
 
-use crate::stitch::output::LogRecord;
-use crate::stitch::span::{intern_op, Span};
+use super::span::{intern_op, Span};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContextState {
@@ -99,26 +96,7 @@ impl From<SpanState> for Span {
     }
 }
 
-/// Emitted but not delivered everywhere when the checkpoint passed the hub.
-pub type Outboxed = Vec<(Arc<Vec<Span>>, Arc<Vec<LogRecord>>)>;
-
 /// Executions a shard hands to the snapshot writer at a time: the writer
 /// streams them out, so a snapshot never holds a second copy of the state
 /// in memory (at a million open executions that copy tripled the RSS).
 pub const EXPORT_BATCH: usize = 256;
-
-/// One shard's part of a checkpoint, completed by the hub. Its executions
-/// went to the checkpoint's `execs` channel before the marker was sent.
-#[derive(Debug)]
-pub struct Part {
-    pub shard: usize,
-    pub outbox: Outboxed,
-}
-
-/// Sent by a shard behind its emissions; the hub adds the shard's outbox
-/// and passes it on.
-#[derive(Debug)]
-pub struct Marker {
-    pub shard: usize,
-    pub reply: mpsc::Sender<Part>,
-}

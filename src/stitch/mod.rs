@@ -1,18 +1,32 @@
-//! Stage 3: events → spans (trace-model.md): ids, the span tree builder,
-//! trace context, and the sharded lifecycle service.
+//! Stage: events → spans (trace-model.md): ids, the span tree builder,
+//! trace context, the lifecycle core, and the shards that host it.
+//!
+//! `core` decides everything about an execution's life and owns no I/O;
+//! `shard` is its async shell (mailbox → core → bounded output) and
+//! `handle` routes batches to shards.
 
 pub mod builder;
 pub mod checkpoint;
+pub mod config;
 pub mod context;
+pub mod core;
+pub mod handle;
 pub mod held;
 pub mod ids;
 pub mod joins;
 pub mod output;
-pub mod service;
+mod shard;
 pub mod span;
 pub mod tags;
 pub mod tagsets;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
+pub use config::StitchConfig;
+pub use handle::{StitcherHandle, Stopped};
+pub use shard::Guard;
 use span::Span;
 
 /// An indented outline of spans, for docs, tests and debugging:

@@ -3,6 +3,8 @@
 //! events tagged with the span each belongs to. Exporter-neutral.
 
 use super::span::Span;
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Enhanced metric names (trace-model.md §6).
 pub mod metric {
@@ -146,5 +148,24 @@ impl LogRecord {
 #[derive(Debug)]
 pub enum StitchOut {
     Emission(Emission),
-    Checkpoint(super::checkpoint::Marker),
+    Checkpoint(Marker),
+}
+
+/// Emitted but not delivered everywhere when the checkpoint passed the hub.
+pub type Outboxed = Vec<(Arc<Vec<Span>>, Arc<Vec<LogRecord>>)>;
+
+/// One shard's part of a checkpoint, completed by the hub. Its executions
+/// went to the checkpoint's `execs` channel before the marker was sent.
+#[derive(Debug)]
+pub struct Part {
+    pub shard: usize,
+    pub outbox: Outboxed,
+}
+
+/// Sent by a shard behind its emissions; the hub adds the shard's outbox
+/// and passes it on.
+#[derive(Debug)]
+pub struct Marker {
+    pub shard: usize,
+    pub reply: mpsc::Sender<Part>,
 }

@@ -9,34 +9,56 @@
 //! log's copy of the request: a 5 MiB request is answered in milliseconds
 //! instead of the ~150 ms its decoding costs on one core.
 
-use super::errors::FirehoseError;
-use super::handler::IngestLimits;
-use super::models::FirehoseRequest;
-use crate::decode::{gzip, DecodeStats, FailureReason, RequestDecoder};
+use super::envelope::FirehoseRequest;
+use super::{gzip, DecodeStats, FailureReason, Limits, RequestDecoder};
 use crate::events::Event;
 use base64::Engine;
 use bytes::Bytes;
 
+/// Size limits of a request body and its records.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body, as received and after gunzip. Must stay above the
+    /// protocol's 64 MiB: Firehose drops a batch answered 413.
+    pub max_body_bytes: usize,
+    pub decode: Limits,
+}
+
+/// Why a request body is refused as a whole (a bad record alone never is).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("request body is not valid gzip: {0}")]
+    Gzip(String),
+    #[error("request body is not a Firehose JSON request: {0}")]
+    InvalidJson(String),
+    #[error("all {records} records are undecodable; first: {first}")]
+    AllRecordsInvalid { records: u64, first: String },
+    #[error("decoded size of the records is over the request budget of {limit} bytes")]
+    DecodeBudget { limit: usize },
+}
+
 /// The request body as JSON: gunzipped when it came compressed.
-pub fn plain_body(body: Bytes, max_body_bytes: usize) -> Result<Bytes, FirehoseError> {
+pub fn plain_body(body: Bytes, max_body_bytes: usize) -> Result<Bytes, BodyError> {
     if !gzip::is_gzip(&body) {
         return Ok(body);
     }
     let mut plain = Vec::with_capacity(gzip::isize_hint(&body).min(max_body_bytes));
     gzip::gunzip_capped(&body, max_body_bytes, &mut plain).map_err(|e| match e {
-        gzip::GunzipError::TooLarge { cap } => FirehoseError::BodyTooLarge { limit: cap },
-        gzip::GunzipError::Corrupt(m) => FirehoseError::BodyGzip(m),
+        gzip::GunzipError::TooLarge { cap } => BodyError::TooLarge { limit: cap },
+        gzip::GunzipError::Corrupt(m) => BodyError::Gzip(m),
     })?;
     Ok(plain.into())
 }
 
 /// Parses the Firehose envelope (borrowing the record texts from `json`).
-pub fn parse_envelope(json: &[u8]) -> Result<FirehoseRequest<'_>, FirehoseError> {
+pub fn parse_envelope(json: &[u8]) -> Result<FirehoseRequest<'_>, BodyError> {
     // serde would also accept a JSON array as a struct; the protocol says object.
     if json.trim_ascii_start().first() != Some(&b'{') {
-        return Err(FirehoseError::InvalidJson("expected a JSON object".into()));
+        return Err(BodyError::InvalidJson("expected a JSON object".into()));
     }
-    serde_json::from_slice(json).map_err(|e| FirehoseError::InvalidJson(e.to_string()))
+    serde_json::from_slice(json).map_err(|e| BodyError::InvalidJson(e.to_string()))
 }
 
 pub struct Decoded {
@@ -47,7 +69,7 @@ pub struct Decoded {
 
 /// Decodes a whole request body at once (write-ahead log replay, load
 /// generator checks).
-pub fn decode_body(body: Bytes, limits: IngestLimits) -> Result<Decoded, FirehoseError> {
+pub fn decode_body(body: Bytes, limits: BodyLimits) -> Result<Decoded, BodyError> {
     let plain = plain_body(body, limits.max_body_bytes)?;
     let request = parse_envelope(&plain)?;
     let mut decoder = RequestDecoder::new(limits.decode);
@@ -88,7 +110,7 @@ impl Prechecked {
 }
 
 /// The part of decoding that decides the answer (see the module comment).
-pub fn precheck(body: Bytes, limits: IngestLimits) -> Result<Prechecked, FirehoseError> {
+pub fn precheck(body: Bytes, limits: BodyLimits) -> Result<Prechecked, BodyError> {
     let plain = plain_body(body, limits.max_body_bytes)?;
     let request = parse_envelope(&plain)?;
     // A record past the per-record limit (or with a corrupt trailer that
@@ -103,7 +125,7 @@ pub fn precheck(body: Bytes, limits: IngestLimits) -> Result<Prechecked, Firehos
     if estimated > limits.decode.max_request_decoded_bytes as u64 {
         // Accepting part of a batch would silently lose the rest; refusing it
         // lets Firehose retry and finally back it up to S3.
-        return Err(FirehoseError::DecodeBudget {
+        return Err(BodyError::DecodeBudget {
             limit: limits.decode.max_request_decoded_bytes,
         });
     }
@@ -114,7 +136,7 @@ pub fn precheck(body: Bytes, limits: IngestLimits) -> Result<Prechecked, Firehos
         next += 1;
         let stats = decoder.stats();
         if stats.failure(FailureReason::RequestBudget) > 0 {
-            return Err(FirehoseError::DecodeBudget {
+            return Err(BodyError::DecodeBudget {
                 limit: limits.decode.max_request_decoded_bytes,
             });
         }
@@ -129,7 +151,7 @@ pub fn precheck(body: Bytes, limits: IngestLimits) -> Result<Prechecked, Firehos
             .as_ref()
             .map(|f| f.2.clone())
             .unwrap_or_default();
-        return Err(FirehoseError::AllRecordsInvalid {
+        return Err(BodyError::AllRecordsInvalid {
             records: decoder.stats().records,
             first,
         });
@@ -154,7 +176,7 @@ pub fn decode_rest(
     decoder: &mut RequestDecoder,
     chunk: usize,
     mut out: impl FnMut(Vec<Event>),
-) -> Result<(), FirehoseError> {
+) -> Result<(), BodyError> {
     let request = parse_envelope(plain)?;
     for record in request.records.iter().skip(from) {
         decoder.decode_record(&record.data);
@@ -182,7 +204,7 @@ fn estimated_decoded_size(data: &str) -> u64 {
     if b64.len() < 24 || b64.iter().any(u8::is_ascii_whitespace) {
         return plain_len;
     }
-    let engine = &crate::decode::record::BASE64;
+    let engine = &super::record::BASE64;
     let Ok(head) = engine.decode(&b64[..4]) else {
         return plain_len;
     };
@@ -222,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_lying_trailer_passes_the_precheck_and_is_held_to_the_budget_after() {
-        let limits = IngestLimits {
+        let limits = BodyLimits {
             max_body_bytes: 1 << 20,
             decode: crate::decode::Limits {
                 max_record_decoded_bytes: 1 << 20,
