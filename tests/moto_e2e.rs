@@ -2,7 +2,7 @@
 //! machine (Pass, Choice, Wait, Parallel, Map, Lambda tasks, a failing
 //! aws-sdk task with Retry and Catch, Fail/Succeed), writes CloudWatch log
 //! lines, and its patched Firehose posts them to our endpoint
-//! (../shared/tools/aws-peers, reference/test-peers.md §1). The events we
+//! (the project's own peer in tests/peers/, see its README). The events we
 //! decode must equal the executions' GetExecutionHistory.
 //!
 //! Needs the moto virtualenv that `scripts/test.sh` installs. Without it the
@@ -22,10 +22,8 @@ fn peers() -> Option<(PathBuf, PathBuf)> {
     let python = std::env::var_os("STEPSTITCH_PEERS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".venv-peers/bin/python"));
-    let tools = std::env::var_os("STEPSTITCH_AWS_PEERS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/tools/aws-peers"));
-    let ok = python.exists() && tools.join("moto_sfn_server.py").exists();
+    let tools = root.join("tests/peers");
+    let ok = python.exists();
     if !ok {
         let msg = format!(
             "moto peer missing (python {}, tools {}): run scripts/test.sh",
@@ -63,7 +61,7 @@ async fn moto_state_machine_through_firehose() {
     let moto_log = std::fs::File::create(work.path().join("moto.log")).unwrap();
     let _moto = Kill(
         Command::new(&python)
-            .arg(tools.join("moto_sfn_server.py"))
+            .arg(tools.join("moto_sfn.py"))
             .arg(port.to_string())
             .stdout(moto_log.try_clone().unwrap())
             .stderr(moto_log)
@@ -83,7 +81,7 @@ async fn moto_state_machine_through_firehose() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let out = work.path().join("scenario");
+    let out = work.path().join("histories.json");
     let scenario = tokio::task::spawn_blocking({
         let (python, tools, sink, out) = (
             python.clone(),
@@ -94,9 +92,10 @@ async fn moto_state_machine_through_firehose() {
         let url = moto_url.clone();
         move || {
             Command::new(python)
-                .arg(tools.join("sfn_scenario.py"))
+                .arg(tools.join("scenario.py"))
                 .arg(url)
                 .arg(sink)
+                .arg("secret-key")
                 .arg(out)
                 .stdin(Stdio::null())
                 .output()
@@ -116,7 +115,7 @@ async fn moto_state_machine_through_firehose() {
     );
 
     let histories: BTreeMap<String, Vec<Value>> = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}_history.json", out.display())).unwrap(),
+        &std::fs::read_to_string(&out).unwrap(),
     )
     .unwrap();
     assert_eq!(histories.len(), 2, "runs ok and fail");
