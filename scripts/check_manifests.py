@@ -32,7 +32,7 @@ def check(path):
     def selects(sel):
         return sel and all(labels.get(k) == v for k, v in sel.items())
 
-    assert sts["spec"]["replicas"] == 1, "one replica per stream (README Deploy)"
+    assert sts["spec"]["replicas"] == 1, "one replica per stream (docs/deploy.md)"
     assert selects(sts["spec"]["selector"]["matchLabels"]), "StatefulSet selector"
     for svc in by["Service"]:
         assert selects(svc["spec"]["selector"]), f"Service {svc['metadata']['name']} selects the pod"

@@ -1,7 +1,7 @@
 //! The command line: `serve` (the default) and `loadgen`. The top of the
 //! stage order: it names every command, and no stage names it.
 
-use crate::config::ServeArgs;
+use crate::app::settings::ServeArgs;
 use crate::loadgen::LoadgenArgs;
 use clap::{Parser, Subcommand};
 
@@ -44,7 +44,7 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::app::settings::Settings;
 
     fn parse(args: &[&str]) -> Result<Settings, String> {
         let mut v = vec!["stepstitch"];
@@ -68,8 +68,8 @@ mod tests {
             "b",
         ])
         .unwrap();
-        assert_eq!(s.listen.port(), 1234);
-        assert_eq!(s.access_keys, vec!["a", "b"]);
+        assert_eq!(s.firehose.listen.port(), 1234);
+        assert_eq!(s.firehose.access_keys, vec!["a", "b"]);
     }
 
     #[test]

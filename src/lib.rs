@@ -1,17 +1,17 @@
 //! stepstitch: an Amazon Data Firehose HTTP endpoint that turns AWS Step
 //! Functions execution logs into traces, metrics and logs.
 //!
-//! Pipeline stages, one module each: `firehose` (HTTP protocol) → `decode`
-//! (records → events) → `events` (typed model) → `pipeline` (bounded
-//! hand-off to the next stage). `config`, `admin`, `telemetry` and `app`
-//! (wiring) serve them.
+//! One module per stage; a stage imports only stages below it
+//! (docs/architecture.md, checked by tests/architecture.rs), lowest first:
+//! foundations (`clock`, `hashing`, `lifecycle`, `settings`), `telemetry`,
+//! `events`, `decode`, `stitch`, `durable`, `export`, `pipeline`,
+//! `firehose`, `admin`, `app` (wiring), `loadgen`, `cli`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;
-pub mod config;
 pub mod decode;
 pub mod durable;
 pub mod events;
@@ -21,6 +21,7 @@ pub(crate) mod hashing;
 pub mod lifecycle;
 pub mod loadgen;
 pub mod pipeline;
+pub mod settings;
 pub mod stitch;
 pub mod telemetry;
 

@@ -7,8 +7,8 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
+use stepstitch::app::settings::Settings;
 use stepstitch::cli::Cli;
-use stepstitch::config::Settings;
 
 fn main() -> ExitCode {
     stepstitch::disable_huge_pages();
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = stepstitch::telemetry::init_logging(settings.log_format, &settings.log) {
+    if let Err(e) = stepstitch::telemetry::init_logging(settings.log.format, &settings.log.filter) {
         eprintln!("stepstitch: cannot start logging: {e}");
         return ExitCode::from(2);
     }

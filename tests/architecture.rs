@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// placed here.
 const STAGES: &[&[&str]] = &[
     // Foundations: no imports of ours.
-    &["clock", "hashing", "lifecycle", "telemetry"],
+    &["clock", "hashing", "lifecycle", "settings"],
+    // Self-observability (its log settings use `settings`).
+    &["telemetry"],
     &["events"],
     &["decode"],
     &["stitch"],
@@ -20,7 +22,6 @@ const STAGES: &[&[&str]] = &[
     &["pipeline"],
     &["firehose"],
     &["admin"],
-    &["config"],
     &["app"],
     &["loadgen"],
     &["cli"],

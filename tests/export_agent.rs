@@ -412,7 +412,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
 }
 
 /// DogStatsD over UDP: datagrams stay under a 1500-byte MTU, and a small
-/// load arrives whole (UDP itself may drop under bursts; see the README).
+/// load arrives whole (UDP itself may drop under bursts; see docs/export.md).
 #[tokio::test]
 async fn dogstatsd_over_udp_fits_the_mtu() {
     let statsd = Statsd::udp();

@@ -114,10 +114,8 @@ async fn moto_state_machine_through_firehose() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let histories: BTreeMap<String, Vec<Value>> = serde_json::from_str(
-        &std::fs::read_to_string(&out).unwrap(),
-    )
-    .unwrap();
+    let histories: BTreeMap<String, Vec<Value>> =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(histories.len(), 2, "runs ok and fail");
     let total: usize = histories.values().map(Vec::len).sum();
     assert!(total >= 100, "expected about 109 events, got {total}");

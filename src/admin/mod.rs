@@ -1,6 +1,8 @@
 //! The admin listener: `/health` (alive), `/ready` (accepting Firehose
 //! traffic), `/metrics` (Prometheus text). Bound to loopback by default.
 
+pub mod settings;
+
 use crate::firehose::auth::AccessKeys;
 use crate::lifecycle::Lifecycle;
 use crate::pipeline::HandoffGauge;

@@ -6,6 +6,7 @@ pub mod body;
 pub mod envelope;
 pub mod gzip;
 pub mod record;
+pub mod settings;
 pub mod stats;
 pub mod wire;
 

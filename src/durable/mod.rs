@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod pins;
 pub mod record;
 pub mod recovery;
+pub mod settings;
 pub mod snapshot;
 pub mod snapshotter;
 pub mod wal;

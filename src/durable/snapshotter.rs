@@ -12,7 +12,8 @@ use crate::stitch::StitcherHandle;
 use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Runs the snapshot writer below the request path's priority (nice +10):
 /// on a small machine its compression competed with the Firehose handler
@@ -105,14 +106,14 @@ impl Snapshotter {
         Ok(())
     }
 
-    pub async fn run(mut self, every: Duration, mut stop: watch::Receiver<bool>) -> Self {
+    pub async fn run(mut self, every: Duration, stop: CancellationToken) -> Self {
         let mut last = Instant::now();
         let mut check = tokio::time::interval(Duration::from_millis(250));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = check.tick() => {}
-                _ = stop.wait_for(|s| *s) => return self,
+                _ = stop.cancelled() => return self,
             }
             metrics::gauge!(names::SNAPSHOT_AGE).set(last.elapsed().as_secs_f64());
             let pressed = self.wal.bytes() > self.max_bytes / 2;

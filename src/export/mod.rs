@@ -12,6 +12,7 @@ pub mod hub;
 pub mod item;
 pub mod jsonl;
 pub mod receipt;
+pub mod settings;
 
 pub use jsonl::spawn_jsonl_exporter;
 

@@ -6,6 +6,7 @@ pub mod contract;
 pub mod errors;
 pub mod handler;
 pub mod models;
+pub mod settings;
 
 pub use handler::IngestState;
 

@@ -191,7 +191,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn shape(a: &LoadgenArgs) -> Result<Shape, LoadgenError> {
-    let request_bytes = crate::config::parse::byte_size(&a.request_bytes)
+    let request_bytes = crate::settings::parse::byte_size(&a.request_bytes)
         .map_err(|e| LoadgenError::Size(a.request_bytes.clone(), e))?
         as usize;
     if !(1024..=64 << 20).contains(&request_bytes) {

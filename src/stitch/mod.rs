@@ -15,6 +15,7 @@ pub mod held;
 pub mod ids;
 pub mod joins;
 pub mod output;
+pub mod settings;
 mod shard;
 pub mod span;
 pub mod tags;

@@ -1,6 +1,7 @@
 //! Self-observability: Prometheus metrics and structured logs.
 
 pub mod names;
+pub mod settings;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

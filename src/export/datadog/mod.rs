@@ -6,6 +6,7 @@
 pub mod dogstatsd;
 pub mod logs;
 pub mod metrics;
+pub mod settings;
 pub mod sites;
 pub mod traces;
 
@@ -15,8 +16,8 @@ use super::receipt::Receipt;
 use crate::stitch::output::MetricKind;
 use std::io::Write;
 use std::sync::Arc;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     gzip_parts([data], data.len())
@@ -100,7 +101,7 @@ struct Lanes {
     transport: Arc<dyn Transport>,
     budget: Budget,
     cfg: LaneConfig,
-    give_up: watch::Receiver<bool>,
+    give_up: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -109,7 +110,7 @@ impl Lanes {
         transport: Arc<dyn Transport>,
         budget: Budget,
         cfg: LaneConfig,
-        give_up: watch::Receiver<bool>,
+        give_up: CancellationToken,
     ) -> Self {
         Self {
             transport,
@@ -159,7 +160,7 @@ impl DatadogExporter {
         transport: Arc<dyn Transport>,
         budget: Budget,
         lane_cfg: LaneConfig,
-        give_up: watch::Receiver<bool>,
+        give_up: CancellationToken,
     ) -> Result<Self, DatadogError> {
         let key = cfg.api_key.clone().ok_or(DatadogError::NoApiKey)?;
         let mut lanes = Lanes::new(transport, budget, lane_cfg, give_up);
@@ -231,7 +232,7 @@ impl AgentExporter {
         transport: Arc<dyn Transport>,
         budget: Budget,
         lane_cfg: LaneConfig,
-        give_up: watch::Receiver<bool>,
+        give_up: CancellationToken,
     ) -> Result<Self, DatadogError> {
         let url = cfg
             .trace_agent_url

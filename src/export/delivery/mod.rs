@@ -20,8 +20,9 @@ use crate::telemetry::names;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Per-request limits of an intake.
 #[derive(Debug, Clone, Copy)]
@@ -137,7 +138,7 @@ pub fn spawn_lane<E: Encoder>(
     transport: Arc<dyn Transport>,
     budget: Budget,
     cfg: LaneConfig,
-    give_up: watch::Receiver<bool>,
+    give_up: CancellationToken,
 ) -> (LaneSender<E>, tokio::task::JoinHandle<()>) {
     let encoder = Arc::new(encoder);
     // The budget bounds memory; the channel only needs a little slack.
@@ -165,7 +166,7 @@ struct Lane<E: Encoder> {
     transport: Arc<dyn Transport>,
     budget: Budget,
     cfg: LaneConfig,
-    give_up: watch::Receiver<bool>,
+    give_up: CancellationToken,
 }
 
 struct Pending<T> {
@@ -295,7 +296,7 @@ impl<E: Encoder> Lane<E> {
             };
             let mut attempt = 0u32;
             loop {
-                if *self.give_up.borrow() {
+                if self.give_up.is_cancelled() {
                     let left = part.len() + parts.iter().map(Vec::len).sum::<usize>();
                     tracing::warn!(
                         exporter,
@@ -364,10 +365,9 @@ impl<E: Encoder> Lane<E> {
                             tracing::warn!(exporter, signal, attempt = attempt + 1, error = %why, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
                         }
                         attempt = attempt.saturating_add(1);
-                        let mut give_up = self.give_up.clone();
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = give_up.wait_for(|g| *g) => {}
+                            _ = self.give_up.cancelled() => {}
                         }
                     }
                 }
@@ -446,14 +446,15 @@ mod tests {
         LaneSender<Words>,
         Arc<Scripted>,
         tokio::task::JoinHandle<()>,
-        watch::Sender<bool>,
+        CancellationToken,
         Budget,
     ) {
         let t = Arc::new(Scripted {
             script: Mutex::new(script.into()),
             seen: Mutex::new(Vec::new()),
         });
-        let (give_tx, give_rx) = watch::channel(false);
+        let give_tx = CancellationToken::new();
+        let give_rx = give_tx.clone();
         let budget = Budget::new("test", 10_000);
         let (tx, task) = spawn_lane(
             Words,
@@ -524,7 +525,7 @@ mod tests {
         let big = vec!["x".repeat(10_000)];
         let blocked = tokio::time::timeout(Duration::from_secs(5), tx.send(big, None)).await;
         assert!(blocked.is_err(), "backpressure: no room");
-        give_up.send(true).unwrap();
+        give_up.cancel();
         drop(tx);
         task.await.unwrap();
         assert_eq!(budget.in_use(), 0);

@@ -1,5 +1,5 @@
 //! Value parsers for settings. Each returns a short problem description;
-//! `ConfigError` adds the setting's name and an example.
+//! `ConfigError` adds the setting's names and an example.
 
 use std::time::Duration;
 
