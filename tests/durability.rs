@@ -209,12 +209,13 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         .iter()
         .map(|f| {
             let ev = events(f);
-            stepstitch::stitch::builder::build_full(
+            stepstitch::stitch::builder::build(
                 ev.iter().collect(),
                 &SpanConfig::default(),
                 None,
                 &stepstitch::stitch::held::IdSet::default(),
                 &mut Default::default(),
+                stepstitch::stitch::builder::Mode::Final,
             )
             .samples
             .iter()

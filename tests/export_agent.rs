@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stepstitch::events::{parse_log_line, Event, StringCache};
-use stepstitch::stitch::builder::{build_full, SpanConfig};
+use stepstitch::stitch::builder::{build, Mode, SpanConfig};
 use stepstitch::stitch::output::MetricKind;
 
 fn agent_bin() -> Option<PathBuf> {
@@ -224,12 +224,13 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
     let mut trace_ids = HashSet::new();
     for f in &fs {
         let ev = events(f);
-        let b = build_full(
+        let b = build(
             ev.iter().collect(),
             &SpanConfig::default(),
             None,
             &stepstitch::stitch::held::IdSet::default(),
             &mut Default::default(),
+            Mode::Final,
         );
         for s in b.spans {
             trace_ids.insert(s.trace_id);

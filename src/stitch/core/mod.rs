@@ -28,7 +28,7 @@ pub use exec::Phase;
 
 use self::assemble::{assemble, span_config};
 use self::exec::Exec;
-use super::builder::{build_closed_spans, build_full};
+use super::builder::{build, Mode};
 use super::checkpoint::{ContextState, ExecState};
 use super::config::StitchConfig;
 use super::context::TraceContext;
@@ -501,12 +501,13 @@ impl StitcherCore {
             return None;
         }
         let cfg = span_config(&self.cfg.spans, &exec.params);
-        let built = build_closed_spans(
+        let built = build(
             exec.events.values().collect(),
             &cfg,
             ctx.as_ref(),
             &exec.pruned,
             &mut self.tag_sets,
+            Mode::Partial,
         );
         for id in &built.released {
             if let Some(e) = exec.events.get_mut(*id) {
@@ -589,12 +590,13 @@ impl StitcherCore {
         let (ctx, has_start) = Self::context_of(exec, arn, &self.joins);
         let events: Vec<Event> = exec.events.take_all();
         let cfg = span_config(&self.cfg.spans, &exec.params);
-        let built = build_full(
+        let built = build(
             events.iter().collect(),
             &cfg,
             ctx.as_ref(),
             &exec.pruned,
             &mut self.tag_sets,
+            Mode::Final,
         );
         let spans = built.spans;
         if exec.context.is_none() && has_start {

@@ -2,30 +2,16 @@
 //! event belongs to (log ↔ trace correlation) and the enhanced metric
 //! samples each span carries (trace-model.md §6). A child module of the
 //! builder so it reads the placement instead of re-deriving it; samples hang
-//! on span ids so the service emits them exactly once, with their span.
+//! on span ids so the stitcher emits them exactly once, with their span.
 
-use super::{ms_to_ns, Builder, FrameKind, StateRec};
+use super::dress::ms_to_ns;
+use super::kinds::{attempt_span_id, map_run_span_id};
+use super::place::{Builder, FrameKind};
 use crate::events::{EventKind, ExecutionArn};
 use crate::hashing::FastMap;
-use crate::stitch::ids;
 use crate::stitch::output::{metric, MetricKind, MetricSample};
 use crate::stitch::span::Span;
 use crate::stitch::tagsets::{BaseParts, ExecTags, TagSet, TagSets};
-
-fn attempt_span_id(b: &Builder<'_>, st: &StateRec, n: usize) -> u64 {
-    let e_in = b.events[st.entered];
-    ids::state_span_id(
-        b.arn,
-        &st.name,
-        e_in.timestamp_ms,
-        n as u32,
-        e_in.redrive_count,
-    )
-}
-
-fn map_run_span_id(b: &Builder<'_>, start: usize) -> u64 {
-    ids::derived_span_id(b.arn, "maprun", &[&b.events[start].id])
-}
 
 /// Events of a task attempt (as opposed to the state's own events).
 fn is_task_event(kind: &EventKind) -> bool {
@@ -78,7 +64,7 @@ pub(super) fn event_owners(b: &Builder<'_>, exec_id: u64) -> Vec<(u64, u64)> {
             owner[x] = st.span_id;
         }
         for (n, a) in st.attempts.iter().enumerate().skip(1) {
-            let id = attempt_span_id(b, st, n);
+            let id = attempt_span_id(b, si, n);
             for j in a.scheduled..=a.end.unwrap_or(a.scheduled) {
                 let in_state = b.ctx[j].is_some_and(|c| c.1 == Some(si));
                 if (in_state || j == a.scheduled) && is_task_event(&ev[j].kind) {
@@ -267,7 +253,7 @@ pub(super) fn enhanced_samples(
             let owner = if n == 0 {
                 id
             } else {
-                attempt_span_id(b, st, n)
+                attempt_span_id(b, si, n)
             };
             let last = a.end.unwrap_or(a.scheduled);
             let started = (a.scheduled..=last)

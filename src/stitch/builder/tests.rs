@@ -1,0 +1,360 @@
+//! One test per span kind, each on a small execution written as the
+//! CloudWatch log lines AWS produces (so the decoder's reading is part of
+//! what is checked), and the partial mode.
+
+use super::*;
+use crate::events::{parse_log_line, StringCache};
+use crate::stitch::span::op;
+use serde_json::{json, Value};
+
+const ARN: &str = "arn:aws:states:eu-west-1:418295736021:execution:Orders:run-7";
+const T0: i64 = 1_785_426_761_000;
+
+/// Events from `(id, previous, type, details, ms after T0, redrive count)`.
+fn events(rows: &[(u64, u64, &str, Value, i64, u32)]) -> Vec<Event> {
+    let mut cache = StringCache::default();
+    rows.iter()
+        .map(|(id, prev, kind, details, ms, redrive)| {
+            let line = json!({
+                "id": id.to_string(),
+                "type": kind,
+                "details": details,
+                "previous_event_id": prev.to_string(),
+                "event_timestamp": (T0 + ms).to_string(),
+                "execution_arn": ARN,
+                "redrive_count": redrive.to_string(),
+            });
+            parse_log_line(&line.to_string(), &mut cache).unwrap()
+        })
+        .collect()
+}
+
+fn entered(name: &str) -> Value {
+    json!({"name": name, "input": "{\"k\":1}", "inputDetails": {"truncated": false}})
+}
+
+fn exited(name: &str) -> Value {
+    json!({"name": name, "output": "{\"k\":2}", "outputDetails": {"truncated": false}})
+}
+
+fn started() -> Value {
+    json!({"input": "{\"order\":42}", "inputDetails": {"truncated": false}})
+}
+
+fn spans(ev: &[Event]) -> Vec<Span> {
+    build_spans(ev, &SpanConfig::default(), None)
+}
+
+fn one<'s>(spans: &'s [Span], name: &str, resource: &str) -> &'s Span {
+    let found: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == name && s.resource == resource)
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {resource}: {spans:#?}");
+    found[0]
+}
+
+fn ms(s: &Span) -> (i64, i64) {
+    ((s.start / 1_000_000) - T0, s.duration / 1_000_000)
+}
+
+#[test]
+fn execution_span_from_start_to_its_first_terminal() {
+    let ev = events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "PassStateEntered", entered("P"), 1, 0),
+        (3, 2, "PassStateExited", exited("P"), 2, 0),
+        (
+            4,
+            3,
+            "ExecutionFailed",
+            json!({"error": "Boom", "cause": "it broke"}),
+            10,
+            0,
+        ),
+    ]);
+    let s = spans(&ev);
+    let exec = one(&s, op::EXECUTION, "Orders");
+    assert_eq!(exec.parent_id, 0, "its own trace: no parent");
+    assert_eq!(ms(exec), (0, 10));
+    assert_eq!(exec.error, 1);
+    assert_eq!(exec.meta["error.type"], "Boom");
+    assert_eq!(exec.meta["error.message"], "it broke");
+    assert_eq!(exec.meta["step_function.input"], "{\"order\":42}");
+    assert_eq!(exec.meta["trace_type"], "stepfunctions");
+    assert!(exec.meta.contains_key("_dd.p.tid"));
+    assert_eq!(exec.meta["step_function.execution_name"], "run-7");
+    assert_eq!(exec.service, "Orders");
+}
+
+#[test]
+fn redrive_span_under_the_execution_and_a_redrive_segment_alone_has_no_execution_span() {
+    let rows = [
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "TaskStateEntered", entered("T"), 1, 0),
+        (3, 2, "ExecutionFailed", json!({"error": "E"}), 5, 0),
+        (
+            4,
+            3,
+            "ExecutionRedriven",
+            json!({"redriveCount": 1}),
+            1000,
+            1,
+        ),
+        (5, 4, "TaskStateEntered", entered("T"), 1001, 1),
+        (6, 5, "TaskStateExited", exited("T"), 1005, 1),
+        (7, 6, "ExecutionSucceeded", json!({"output": "{}"}), 1006, 1),
+    ];
+    let s = spans(&events(&rows));
+    let execs: Vec<&Span> = s.iter().filter(|s| s.name == op::EXECUTION).collect();
+    assert_eq!(execs.len(), 2);
+    let root = execs
+        .iter()
+        .find(|s| !s.meta.contains_key("redrive"))
+        .unwrap();
+    let redrive = execs
+        .iter()
+        .find(|s| s.meta.contains_key("redrive"))
+        .unwrap();
+    assert_eq!(ms(root), (0, 5), "the first run ends at its failure");
+    assert_eq!(redrive.parent_id, root.span_id);
+    assert_eq!(ms(redrive), (1000, 6));
+    assert_eq!(redrive.error, 0);
+    assert_eq!(redrive.metrics["step_function.redrive_count"], 1.0);
+    // Two T states: one per run, with different ids.
+    let ts: Vec<&Span> = s.iter().filter(|s| s.resource == "T").collect();
+    assert_eq!(ts.len(), 2);
+    assert_ne!(ts[0].span_id, ts[1].span_id);
+
+    let segment = spans(&events(&rows[3..]));
+    assert!(segment
+        .iter()
+        .all(|s| s.name != op::EXECUTION || s.meta.contains_key("redrive")));
+}
+
+#[test]
+fn map_iterations_by_index_with_failure_and_abort() {
+    let it = |i: u64| json!({"name": "M", "index": i});
+    let ev = events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "MapStateEntered", entered("M"), 1, 0),
+        (3, 2, "MapStateStarted", json!({"length": 2}), 2, 0),
+        (4, 3, "MapIterationStarted", it(0), 3, 0),
+        (5, 4, "PassStateEntered", entered("Item"), 4, 0),
+        (6, 5, "PassStateExited", exited("Item"), 5, 0),
+        (7, 6, "MapIterationFailed", it(0), 6, 0),
+        (8, 6, "MapIterationStarted", it(1), 3, 0),
+        (9, 8, "MapIterationAborted", it(1), 9, 0),
+        (10, 9, "MapStateFailed", json!({}), 10, 0),
+        (
+            11,
+            10,
+            "ExecutionFailed",
+            json!({"error": "States.ItemFailed"}),
+            11,
+            0,
+        ),
+    ]);
+    let s = spans(&ev);
+    let map = one(&s, op::STATE, "M");
+    let i0 = one(&s, op::MAP_ITERATION, "M[0]");
+    let i1 = one(&s, op::MAP_ITERATION, "M[1]");
+    for (i, span) in [i0, i1].iter().enumerate() {
+        assert_eq!(span.parent_id, map.span_id);
+        assert_eq!(span.metrics["step_function.map.iteration_index"], i as f64);
+        assert_eq!(span.error, 1);
+    }
+    assert_eq!(ms(i0), (3, 3));
+    assert_eq!(ms(i1), (3, 6), "ends at its own abort");
+    assert_eq!(i1.meta["error.type"], "States.Aborted");
+    let item = one(&s, op::STATE, "Item");
+    assert_eq!(item.parent_id, i0.span_id);
+    assert_eq!(map.error, 1);
+    assert_eq!(ms(map), (1, 9));
+}
+
+#[test]
+fn parallel_branches_named_by_their_first_state_failed_when_a_state_failed() {
+    let ev = events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "ParallelStateEntered", entered("Par"), 1, 0),
+        (3, 2, "ParallelStateStarted", json!({}), 2, 0),
+        (4, 3, "PassStateEntered", entered("A"), 3, 0),
+        (5, 4, "PassStateExited", exited("A"), 4, 0),
+        (6, 3, "FailStateEntered", entered("B"), 3, 0),
+        (7, 6, "ParallelStateFailed", json!({}), 7, 0),
+        (
+            8,
+            7,
+            "ExecutionFailed",
+            json!({"error": "States.BranchFailed"}),
+            8,
+            0,
+        ),
+    ]);
+    let s = spans(&ev);
+    let par = one(&s, op::STATE, "Par");
+    let a = one(&s, op::PARALLEL_BRANCH, "A");
+    let b = one(&s, op::PARALLEL_BRANCH, "B");
+    assert_eq!((a.parent_id, b.parent_id), (par.span_id, par.span_id));
+    assert_eq!((a.error, b.error), (0, 1));
+    assert_eq!(ms(a), (3, 1));
+    assert_eq!(one(&s, op::STATE, "A").parent_id, a.span_id);
+    assert_eq!(one(&s, op::STATE, "B").parent_id, b.span_id);
+    assert_eq!(par.meta["error.type"], "States.BranchFailed");
+}
+
+/// A Lambda Task tried twice: failed, then succeeded.
+fn retried_task() -> Vec<Event> {
+    let sched = json!({
+        "resourceType": "lambda", "resource": "invoke", "region": "eu-west-1",
+        "parameters": "{\"FunctionName\":\"charge\",\"Payload\":{}}"
+    });
+    let res = json!({"resourceType": "lambda", "resource": "invoke"});
+    let failed = json!({"resourceType": "lambda", "resource": "invoke", "error": "Lambda.ServiceException", "cause": "503"});
+    let ok = json!({"resourceType": "lambda", "resource": "invoke", "output": "{}", "outputDetails": {"truncated": false}});
+    events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "TaskStateEntered", entered("Charge"), 1, 0),
+        (3, 2, "TaskScheduled", sched.clone(), 2, 0),
+        (4, 3, "TaskStarted", res.clone(), 3, 0),
+        (5, 4, "TaskFailed", failed, 4, 0),
+        (6, 5, "TaskScheduled", sched, 104, 0),
+        (7, 6, "TaskStarted", res, 105, 0),
+        (8, 7, "TaskSucceeded", ok, 110, 0),
+        (9, 8, "TaskStateExited", exited("Charge"), 111, 0),
+        (10, 9, "ExecutionSucceeded", json!({"output": "{}"}), 112, 0),
+    ])
+}
+
+#[test]
+fn state_span_carries_type_resource_function_and_retry_count() {
+    let s = spans(&retried_task());
+    let exec = one(&s, op::EXECUTION, "Orders");
+    let charge: Vec<&Span> = s.iter().filter(|s| s.resource == "Charge").collect();
+    let state = charge.iter().find(|s| s.parent_id == exec.span_id).unwrap();
+    assert_eq!(ms(state), (1, 110));
+    assert_eq!(state.meta["step_function.state_type"], "Task");
+    assert_eq!(state.meta["step_function.resource_type"], "lambda");
+    assert_eq!(state.meta["step_function.resource"], "invoke");
+    assert_eq!(
+        state.meta["function_arn"],
+        "arn:aws:lambda:eu-west-1:418295736021:function:charge"
+    );
+    assert_eq!(state.metrics["step_function.retry_count"], 1.0);
+    assert_eq!(state.meta["step_function.input"], "{\"k\":1}");
+    assert_eq!(state.meta["step_function.output"], "{\"k\":2}");
+    assert_eq!(state.error, 0, "the last attempt succeeded");
+}
+
+#[test]
+fn each_retry_is_an_attempt_span_under_its_state() {
+    let s = spans(&retried_task());
+    let attempts: Vec<&Span> = s
+        .iter()
+        .filter(|s| s.meta.contains_key("step_function.attempt"))
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the first attempt is the state span itself"
+    );
+    let a = attempts[0];
+    let state = s
+        .iter()
+        .find(|x| x.resource == "Charge" && !x.meta.contains_key("step_function.attempt"))
+        .unwrap();
+    assert_eq!(a.parent_id, state.span_id);
+    assert_eq!(a.meta["step_function.attempt"], "1");
+    assert_eq!(ms(a), (104, 6));
+    assert_eq!(a.error, 0);
+    // Ids do not depend on the order events arrive in.
+    let mut shuffled = retried_task();
+    shuffled.reverse();
+    let again = spans(&shuffled);
+    assert_eq!(again, s);
+}
+
+#[test]
+fn map_run_span_for_a_distributed_map() {
+    let run_arn = "arn:aws:states:eu-west-1:418295736021:mapRun:Orders/M:4b8e";
+    let ev = events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "MapStateEntered", entered("M"), 1, 0),
+        (3, 2, "MapStateStarted", json!({"length": 100}), 2, 0),
+        (4, 3, "MapRunStarted", json!({"mapRunArn": run_arn}), 3, 0),
+        (
+            5,
+            4,
+            "MapRunFailed",
+            json!({"error": "States.ExceedToleratedFailureThreshold"}),
+            50,
+            0,
+        ),
+        (6, 5, "MapStateFailed", json!({}), 51, 0),
+        (7, 6, "ExecutionFailed", json!({}), 52, 0),
+    ]);
+    let s = spans(&ev);
+    let map = one(&s, op::STATE, "M");
+    let run = one(&s, op::MAP_RUN, "M");
+    assert_eq!(run.parent_id, map.span_id);
+    assert_eq!(run.meta["step_function.map_run_arn"], run_arn);
+    assert_eq!(ms(run), (3, 47));
+    assert_eq!(run.error, 1);
+    assert_eq!(
+        run.meta["error.type"],
+        "States.ExceedToleratedFailureThreshold"
+    );
+}
+
+#[test]
+fn a_partial_build_emits_only_final_spans_and_says_what_can_go() {
+    let all = retried_task();
+    // Running: Charge exited, a Wait entered, no terminal event yet.
+    let mut ev = all[..9].to_vec();
+    ev.extend(events(&[(10, 9, "WaitStateEntered", entered("W"), 120, 0)]));
+    let build_mode = |ev: &[Event], mode| {
+        build(
+            ev.iter().collect(),
+            &SpanConfig::default(),
+            None,
+            &IdSet::default(),
+            &mut TagSets::default(),
+            mode,
+        )
+    };
+    let partial = build_mode(&ev, Mode::Partial);
+    let names: Vec<&str> = partial.spans.iter().map(|s| s.resource.as_str()).collect();
+    assert!(names.iter().all(|n| *n == "Charge"), "{names:?}");
+    assert_eq!(partial.spans.len(), 2, "the state and its attempt");
+    assert!(partial
+        .spans
+        .iter()
+        .all(|s| !s.meta.contains_key("step_function.incomplete")));
+    // Charge's events can go (its exit stays as the anchor W links to).
+    assert_eq!(partial.prunable, (2..=8).collect::<Vec<u64>>());
+    assert!(partial.released.contains(&9));
+    // Flushed now, the rest is marked incomplete.
+    let flushed = build_mode(&ev, Mode::Final);
+    assert!(flushed
+        .spans
+        .iter()
+        .all(|s| s.meta["step_function.incomplete"] == "true"));
+    assert!(flushed.released.is_empty() && flushed.prunable.is_empty());
+    // Once the execution ends, its final build makes the same spans.
+    ev.extend(events(&[
+        (11, 10, "WaitStateExited", exited("W"), 130, 0),
+        (
+            12,
+            11,
+            "ExecutionSucceeded",
+            json!({"output": "{}"}),
+            131,
+            0,
+        ),
+    ]));
+    let done = build_mode(&ev, Mode::Final);
+    for s in &partial.spans {
+        assert!(done.spans.contains(s), "{s:#?}");
+    }
+}
