@@ -194,7 +194,7 @@ pub fn build_spans(
 /// attempts and Map runs.
 fn all_spans(d: &Dress<'_, '_>) -> Vec<Built> {
     let b = d.b;
-    let mut spans = Vec::with_capacity(1 + b.frames.len() + b.states.len());
+    let mut spans = Vec::new();
     spans.extend(kinds::execution(d));
     let ends = kinds::frame_ends(d);
     for fi in 1..b.frames.len() {
