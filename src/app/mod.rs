@@ -11,11 +11,13 @@ pub mod settings;
 
 pub use settings::{ServeArgs, Settings};
 
+use crate::admin::settings::AdminArgs;
 use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
 use crate::durable::ledger::{Delivered, Ledger};
 use crate::durable::pins::Pins;
 use crate::durable::recovery::{self, Paths, Scan};
+use crate::durable::settings::DurableArgs;
 use crate::durable::snapshotter::Snapshotter;
 use crate::durable::wal::{Wal, WalConfig};
 use crate::export::aggregate::Aggregator;
@@ -25,11 +27,15 @@ use crate::export::datadog::{AgentExporter, DatadogConfig, DatadogExporter};
 use crate::export::delivery::{self, Budget, LaneConfig, Transport};
 use crate::export::hub::{Hub, HubDurability};
 use crate::export::receipt::Outbox;
+use crate::export::settings::ExportArgs;
 use crate::export::settings::{ExportSettings, ExportTarget};
 use crate::export::{spawn_jsonl_exporter, Exporter};
+use crate::firehose::settings::FirehoseArgs;
 use crate::firehose::{self, auth::AccessKeys, IngestState};
 use crate::lifecycle::Lifecycle;
+use crate::pipeline::settings::PipelineArgs;
 use crate::pipeline::{spawn_decoders, spawn_event_consumer, ConsumerTotals, DecodeQueue, Handoff};
+use crate::settings::env_of;
 use crate::stitch::output::{ForwardLogs, StitchOut};
 use crate::stitch::StitcherHandle;
 use crate::telemetry::{self, names};
@@ -101,7 +107,7 @@ async fn exporters(
                     .create(true)
                     .append(true)
                     .open(path)
-                    .with_context(|| format!("invalid STEPSTITCH_EXPORT: cannot open {}", path.display()))?,
+                    .with_context(|| format!("invalid {}: cannot open {}", env_of::<ExportArgs>("export"), path.display()))?,
             ))),
             ExportTarget::Datadog => out.push(Exporter::Datadog(
                 DatadogExporter::spawn(
@@ -111,7 +117,7 @@ async fn exporters(
                     lane("datadog"),
                     give_up.clone(),
                 )
-                .map_err(|e| anyhow::anyhow!("invalid STEPSTITCH_EXPORT: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("invalid {}: {e}", env_of::<ExportArgs>("export")))?,
             )),
             ExportTarget::DatadogAgent => out.push(Exporter::DatadogAgent(
                 AgentExporter::spawn(
@@ -122,10 +128,11 @@ async fn exporters(
                     give_up.clone(),
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("invalid STEPSTITCH_EXPORT: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("invalid {}: {e}", env_of::<ExportArgs>("export")))?,
             )),
             other => anyhow::bail!(
-                "invalid STEPSTITCH_EXPORT: the {other} exporter is not in this build yet; use datadog, datadog-agent or jsonl:PATH"
+                "invalid {}: the {other} exporter is not in this build yet; use datadog, datadog-agent or jsonl:PATH",
+                env_of::<ExportArgs>("export")
             ),
         }
     }
@@ -156,13 +163,15 @@ impl Durable {
         let paths = Paths::new(&d.data_dir);
         let scan = recovery::scan(&paths).with_context(|| {
             format!(
-                "invalid STEPSTITCH_DATA_DIR: cannot read durable state in {}",
+                "invalid {}: cannot read durable state in {}",
+                env_of::<DurableArgs>("data_dir"),
                 d.data_dir.display()
             )
         })?;
         let (ledger, delivered) = Ledger::open(&paths.ledger).with_context(|| {
             format!(
-                "invalid STEPSTITCH_DATA_DIR: cannot open the export ledger in {}",
+                "invalid {}: cannot open the export ledger in {}",
+                env_of::<DurableArgs>("data_dir"),
                 paths.ledger.display()
             )
         })?;
@@ -177,7 +186,8 @@ impl Durable {
         )
         .with_context(|| {
             format!(
-                "invalid STEPSTITCH_DATA_DIR: cannot open the write-ahead log in {}",
+                "invalid {}: cannot open the write-ahead log in {}",
+                env_of::<DurableArgs>("data_dir"),
                 paths.wal.display()
             )
         })?;
@@ -218,7 +228,11 @@ impl App {
         let f = &settings.firehose;
         let keys = Arc::new(
             AccessKeys::new(&f.access_keys, f.access_keys_file.clone()).map_err(|e| {
-                anyhow::anyhow!("invalid STEPSTITCH_ACCESS_KEYS / STEPSTITCH_ACCESS_KEYS_FILE: {e}")
+                anyhow::anyhow!(
+                    "invalid {} / {}: {e}",
+                    env_of::<FirehoseArgs>("access_keys"),
+                    env_of::<FirehoseArgs>("access_keys_file")
+                )
             })?,
         );
         if keys.enabled() {
@@ -227,7 +241,11 @@ impl App {
                 "Firehose access keys configured"
             );
         } else {
-            tracing::warn!("NO ACCESS KEYS CONFIGURED: POST /firehose accepts unauthenticated requests; set STEPSTITCH_ACCESS_KEYS or STEPSTITCH_ACCESS_KEYS_FILE");
+            tracing::warn!(
+                "NO ACCESS KEYS CONFIGURED: POST /firehose accepts unauthenticated requests; set {} or {}",
+                env_of::<FirehoseArgs>("access_keys"),
+                env_of::<FirehoseArgs>("access_keys_file")
+            );
         }
         let events_out: Option<Box<dyn Write + Send>> = match &settings.pipeline.events_out {
             None => None,
@@ -235,7 +253,8 @@ impl App {
             Some(Some(path)) => Some(Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path).with_context(|| {
                     format!(
-                        "invalid STEPSTITCH_EVENTS_OUT: cannot create {}",
+                        "invalid {}: cannot create {}",
+                        env_of::<PipelineArgs>("events_out"),
                         path.display()
                     )
                 })?,
@@ -256,12 +275,18 @@ impl App {
             }),
         };
         let listen = f.listen;
-        let ingest_listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("invalid STEPSTITCH_LISTEN: cannot listen on {listen}"))?;
+        let ingest_listener = TcpListener::bind(listen).await.with_context(|| {
+            format!(
+                "invalid {}: cannot listen on {listen}",
+                env_of::<FirehoseArgs>("listen")
+            )
+        })?;
         let admin_listen = settings.admin_listen;
         let admin_listener = TcpListener::bind(admin_listen).await.with_context(|| {
-            format!("invalid STEPSTITCH_ADMIN_LISTEN: cannot listen on {admin_listen}")
+            format!(
+                "invalid {}: cannot listen on {admin_listen}",
+                env_of::<AdminArgs>("admin_listen")
+            )
         })?;
         Ok(App {
             settings,
@@ -715,4 +740,58 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!(signal = "SIGINT", "signal received");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::datadog::settings::DatadogArgs;
+    use crate::export::settings::OtlpArgs;
+
+    /// The settings that messages outside their own validation name, by
+    /// field: each exists, under the name the contract gives it.
+    #[test]
+    fn messages_name_settings_that_exist() {
+        let named = [
+            (env_of::<ExportArgs>("export"), "STEPSTITCH_EXPORT"),
+            (env_of::<DurableArgs>("data_dir"), "STEPSTITCH_DATA_DIR"),
+            (
+                env_of::<DurableArgs>("data_max_bytes"),
+                "STEPSTITCH_DATA_MAX_BYTES",
+            ),
+            (
+                env_of::<FirehoseArgs>("access_keys"),
+                "STEPSTITCH_ACCESS_KEYS",
+            ),
+            (
+                env_of::<FirehoseArgs>("access_keys_file"),
+                "STEPSTITCH_ACCESS_KEYS_FILE",
+            ),
+            (env_of::<FirehoseArgs>("listen"), "STEPSTITCH_LISTEN"),
+            (
+                env_of::<PipelineArgs>("events_out"),
+                "STEPSTITCH_EVENTS_OUT",
+            ),
+            (
+                env_of::<AdminArgs>("admin_listen"),
+                "STEPSTITCH_ADMIN_LISTEN",
+            ),
+            (env_of::<DatadogArgs>("dd_api_key"), "DD_API_KEY"),
+            (
+                env_of::<DatadogArgs>("dd_trace_agent_url"),
+                "DD_TRACE_AGENT_URL",
+            ),
+            (
+                env_of::<DatadogArgs>("dd_dogstatsd_url"),
+                "DD_DOGSTATSD_URL",
+            ),
+            (
+                env_of::<OtlpArgs>("otel_exporter_otlp_endpoint"),
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+        ];
+        for (got, want) in named {
+            assert_eq!(got, want);
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::export::settings::{ExportArgs, ExportSettings, ExportTarget, OtlpArgs
 use crate::firehose::settings::{FirehoseArgs, FirehoseSettings};
 use crate::pipeline::settings::{PipelineArgs, PipelineSettings};
 use crate::setting_id as id;
-use crate::settings::{Check, ConfigError};
+use crate::settings::{env_of, Check, ConfigError};
 use crate::stitch::output::ForwardLogs;
 use crate::stitch::settings::StitchArgs;
 use crate::stitch::StitchConfig;
@@ -95,7 +95,10 @@ impl Settings {
             return Err(Check::<StitchArgs>::error(
                 "forward_logs",
                 &forward_logs_raw,
-                "forwarding logs to Datadog needs DD_API_KEY (the logs intake is reached directly, also in agent mode)",
+                format!(
+                    "forwarding logs to Datadog needs {} (the logs intake is reached directly, also in agent mode)",
+                    env_of::<DatadogArgs>("dd_api_key")
+                ),
                 "errors",
             ));
         }

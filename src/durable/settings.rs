@@ -1,7 +1,7 @@
 //! Where durable state lives and how much disk it may use.
 
 use crate::setting_id as id;
-use crate::settings::{non_empty, Check, ConfigError};
+use crate::settings::{env_of, non_empty, Check, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,7 +50,10 @@ impl DurableArgs {
             return Err(C::error(
                 id!(wal_segment_bytes),
                 &self.wal_segment_bytes,
-                "must be at least 4KiB and at most STEPSTITCH_DATA_MAX_BYTES",
+                format!(
+                    "must be at least 4KiB and at most {}",
+                    env_of::<DurableArgs>("data_max_bytes")
+                ),
                 "64MiB",
             ));
         }

@@ -1,9 +1,9 @@
 //! Which exporters run and how they deliver; the OTLP exporter's
 //! OpenTelemetry-named settings.
 
-use super::datadog::settings::DatadogSettings;
+use super::datadog::settings::{DatadogArgs, DatadogSettings};
 use crate::setting_id as id;
-use crate::settings::{non_empty, Check, ConfigError};
+use crate::settings::{env_of, non_empty, Check, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,17 +148,19 @@ impl ExportArgs {
                 },
             };
             let missing = match &target {
-                ExportTarget::Datadog if dd.api_key.is_none() => Some("datadog needs DD_API_KEY"),
+                ExportTarget::Datadog if dd.api_key.is_none() => {
+                    Some(("datadog", env_of::<DatadogArgs>("dd_api_key")))
+                }
                 ExportTarget::DatadogAgent if dd.trace_agent_url.is_none() => {
-                    Some("datadog-agent needs DD_TRACE_AGENT_URL")
+                    Some(("datadog-agent", env_of::<DatadogArgs>("dd_trace_agent_url")))
                 }
                 ExportTarget::Otlp if otlp.endpoint.is_none() => {
-                    Some("otlp needs OTEL_EXPORTER_OTLP_ENDPOINT")
+                    Some(("otlp", env_of::<OtlpArgs>("otel_exporter_otlp_endpoint")))
                 }
                 _ => None,
             };
-            if let Some(problem) = missing {
-                return Err(err(problem.into()));
+            if let Some((exporter, needs)) = missing {
+                return Err(err(format!("{exporter} needs {needs}")));
             }
             if !targets.contains(&target) {
                 targets.push(target);

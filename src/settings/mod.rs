@@ -190,6 +190,12 @@ macro_rules! setting_id {
     }};
 }
 
+/// The environment variable of field `id` of `A`, for messages that name
+/// a setting outside its own validation.
+pub fn env_of<A: clap::Args>(id: &str) -> String {
+    Setting::of::<A>(id).env
+}
+
 /// Trimmed, `None` when empty.
 pub fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())

@@ -5,6 +5,8 @@
 //! fire-and-forget by design: a datagram the socket refuses is counted.
 
 use super::super::item::MetricPoint;
+use super::settings::DatadogArgs;
+use crate::settings::env_of;
 use crate::stitch::output::MetricKind;
 use crate::telemetry::names;
 
@@ -14,9 +16,9 @@ const MAX_UDS_PACKET: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DogStatsdError {
-    #[error("DD_DOGSTATSD_URL {0:?}: expected udp://host:port or unix:///path")]
+    #[error("{} {:?}: expected udp://host:port or unix:///path", env_of::<DatadogArgs>("dd_dogstatsd_url"), .0)]
     BadUrl(String),
-    #[error("DD_DOGSTATSD_URL: cannot open the socket: {0}")]
+    #[error("{}: cannot open the socket: {}", env_of::<DatadogArgs>("dd_dogstatsd_url"), .0)]
     Io(#[from] std::io::Error),
 }
 

@@ -10,9 +10,11 @@ pub mod settings;
 pub mod sites;
 pub mod traces;
 
+use self::settings::DatadogArgs;
 use super::delivery::{spawn_lane, Budget, LaneConfig, LaneSender, Transport};
 use super::item::ExportItem;
 use super::receipt::Receipt;
+use crate::settings::env_of;
 use crate::stitch::output::MetricKind;
 use std::io::Write;
 use std::sync::Arc;
@@ -63,11 +65,11 @@ pub struct DatadogConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatadogError {
-    #[error("the datadog exporter needs DD_API_KEY")]
+    #[error("the datadog exporter needs {}", env_of::<DatadogArgs>("dd_api_key"))]
     NoApiKey,
-    #[error("the datadog-agent exporter needs DD_TRACE_AGENT_URL")]
+    #[error("the datadog-agent exporter needs {}", env_of::<DatadogArgs>("dd_trace_agent_url"))]
     NoAgentUrl,
-    #[error("DD_TRACE_AGENT_URL: only http:// and https:// are supported (got {0:?}); Unix sockets are not yet")]
+    #[error("{}: only http:// and https:// are supported (got {:?}); Unix sockets are not yet", env_of::<DatadogArgs>("dd_trace_agent_url"), .0)]
     AgentScheme(String),
     #[error(transparent)]
     DogStatsd(#[from] dogstatsd::DogStatsdError),
