@@ -48,23 +48,29 @@ fn module_path(rel: &Path) -> Vec<String> {
     parts
 }
 
-/// The code outside inline test modules.
+/// The code outside inline test modules (`#[cfg(test)] mod … { … }`,
+/// skipped to their closing brace).
 fn non_test_code(text: &str) -> String {
     let mut out = String::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
-        if line.trim() == "#[cfg(test)]" {
-            if let Some(next) = lines.peek() {
-                let n = next.trim_start();
-                if n.starts_with("mod ") && n.trim_end().ends_with('{') {
-                    // Inline test modules run to the end of the file here
-                    // (the project's convention); stop reading.
-                    break;
-                }
+        let opens_test_mod = line.trim() == "#[cfg(test)]"
+            && lines.peek().is_some_and(|n| {
+                let n = n.trim();
+                n.starts_with("mod ") && n.ends_with('{')
+            });
+        if !opens_test_mod {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut depth = 0i64;
+        for body in lines.by_ref() {
+            depth += body.matches('{').count() as i64 - body.matches('}').count() as i64;
+            if depth <= 0 {
+                break;
             }
         }
-        out.push_str(line);
-        out.push('\n');
     }
     out
 }
@@ -322,12 +328,13 @@ fn the_checks_catch_an_upward_import_and_a_cycle() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     };
-    write("lib.rs", "pub mod events;\npub mod stitch;\n");
+    write("lib.rs", "pub mod cli;\npub mod events;\npub mod stitch;\n");
+    write("cli.rs", "");
     write("events/mod.rs", "pub mod model;\n");
     // Upward: events names stitch (in a group, and through `super`).
     write(
         "events/model.rs",
-        "use crate::{hashing::X, stitch::span::Span};\nfn f() { super::super::stitch::x(); }\n#[cfg(test)]\nmod tests {\n use crate::app::App;\n}\n",
+        "use crate::{hashing::X, stitch::span::Span};\nfn f() { super::super::stitch::x(); }\n#[cfg(test)]\nmod tests {\n use crate::app::App;\n fn g() { if true { } }\n}\nuse crate::cli::Cli;\n",
     );
     write("stitch/mod.rs", "pub mod a;\npub mod span;\n");
     write("stitch/a.rs", "use super::span::Span;\n");
@@ -345,6 +352,11 @@ fn the_checks_catch_an_upward_import_and_a_cycle() {
     assert!(
         !bad.iter().any(|b| b.contains("app")),
         "test modules are left out: {bad:?}"
+    );
+    assert!(
+        bad.iter()
+            .any(|b| b == "events::model imports cli, which is not below it"),
+        "code after a test module is read: {bad:?}"
     );
     // One circle through both stages: events::model → stitch::span →
     // events::model, and stitch::a ↔ stitch::span.

@@ -29,6 +29,19 @@ fn shard_of(arn: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
+/// `items` by the shard their execution ARN belongs to.
+fn partition<T>(items: Vec<T>, n: usize, arn: impl Fn(&T) -> &str) -> Vec<Vec<T>> {
+    if n <= 1 {
+        return vec![items];
+    }
+    let mut parts: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for item in items {
+        let i = shard_of(arn(&item), n);
+        parts[i].push(item);
+    }
+    parts
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("stitcher stopped")]
 pub struct Stopped;
@@ -53,16 +66,27 @@ impl StitcherHandle {
         (Self { shards: senders }, tasks)
     }
 
-    fn split(&self, events: Vec<Event>) -> Vec<Vec<Event>> {
-        let n = self.shards.len();
-        if n == 1 {
-            return vec![events];
-        }
-        let mut parts: Vec<Vec<Event>> = (0..n).map(|_| Vec::new()).collect();
-        for e in events {
-            parts[shard_of(&e.execution_arn, n)].push(e);
-        }
-        parts
+    /// Each shard's part of a batch, as the messages to send (none for a
+    /// shard with no events).
+    fn batches(
+        &self,
+        events: Vec<Event>,
+        params: Arc<StreamParams>,
+        guard: Option<Guard>,
+    ) -> impl Iterator<Item = (&mpsc::Sender<ShardMsg>, ShardMsg)> {
+        let parts = partition(events, self.shards.len(), |e| &e.execution_arn);
+        self.shards
+            .iter()
+            .zip(parts)
+            .filter(|(_, part)| !part.is_empty())
+            .map(move |(shard, part)| {
+                let msg = ShardMsg::Events {
+                    events: part,
+                    params: params.clone(),
+                    guard: guard.clone(),
+                };
+                (shard, msg)
+            })
     }
 
     /// Routes events (and their stream's common attributes) to their shards;
@@ -73,17 +97,8 @@ impl StitcherHandle {
         params: Arc<StreamParams>,
         guard: Option<Guard>,
     ) -> Result<(), Stopped> {
-        for (i, part) in self.split(events).into_iter().enumerate() {
-            if !part.is_empty() {
-                self.shards[i]
-                    .send(ShardMsg::Events {
-                        events: part,
-                        params: params.clone(),
-                        guard: guard.clone(),
-                    })
-                    .await
-                    .map_err(|_| Stopped)?;
-            }
+        for (shard, msg) in self.batches(events, params, guard) {
+            shard.send(msg).await.map_err(|_| Stopped)?;
         }
         Ok(())
     }
@@ -118,11 +133,7 @@ impl StitcherHandle {
 
     /// Restores executions from a snapshot (before any event arrives).
     pub async fn restore(&self, execs: Vec<ExecState>) -> Result<(), Stopped> {
-        let n = self.shards.len();
-        let mut parts: Vec<Vec<ExecState>> = (0..n).map(|_| Vec::new()).collect();
-        for e in execs {
-            parts[shard_of(&e.arn, n)].push(e);
-        }
+        let parts = partition(execs, self.shards.len(), |e| &e.arn);
         for (s, part) in self.shards.iter().zip(parts) {
             let (tx, rx) = oneshot::channel();
             s.send(ShardMsg::Restore {
@@ -143,16 +154,8 @@ impl StitcherHandle {
         params: Arc<StreamParams>,
         guard: Option<Guard>,
     ) -> Result<(), Stopped> {
-        for (i, part) in self.split(events).into_iter().enumerate() {
-            if !part.is_empty() {
-                self.shards[i]
-                    .blocking_send(ShardMsg::Events {
-                        events: part,
-                        params: params.clone(),
-                        guard: guard.clone(),
-                    })
-                    .map_err(|_| Stopped)?;
-            }
+        for (shard, msg) in self.batches(events, params, guard) {
+            shard.blocking_send(msg).map_err(|_| Stopped)?;
         }
         Ok(())
     }
@@ -182,24 +185,24 @@ impl StitcherHandle {
 
     /// Finalizes every open execution now (complete or not).
     pub async fn flush_all(&self) -> Result<(), Stopped> {
-        for s in &self.shards {
-            let (tx, rx) = oneshot::channel();
-            s.send(ShardMsg::FlushAll { done: tx })
-                .await
-                .map_err(|_| Stopped)?;
-            rx.await.map_err(|_| Stopped)?;
-        }
-        Ok(())
+        self.each_until_done(|done| ShardMsg::FlushAll { done })
+            .await
     }
 
     /// Emits everything still open and stops the shards: their span
     /// senders close, so the exporters drain and end.
     pub async fn stop(&self) -> Result<(), Stopped> {
+        self.each_until_done(|done| ShardMsg::Stop { done }).await
+    }
+
+    /// Sends `msg` to each shard in turn and waits until it is done.
+    async fn each_until_done(
+        &self,
+        msg: impl Fn(oneshot::Sender<()>) -> ShardMsg,
+    ) -> Result<(), Stopped> {
         for s in &self.shards {
             let (tx, rx) = oneshot::channel();
-            s.send(ShardMsg::Stop { done: tx })
-                .await
-                .map_err(|_| Stopped)?;
+            s.send(msg(tx)).await.map_err(|_| Stopped)?;
             rx.await.map_err(|_| Stopped)?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! already (a running execution emits only final spans).
 
 use super::dress::{Capture, Dress};
-use super::place::{Frame, FrameKind, StateIdx};
+use super::place::{Builder, Frame, FrameKind, StateIdx};
 use crate::events::{Details, EventKind, Failure};
 use crate::stitch::ids;
 use crate::stitch::span::{op, Span};
@@ -263,11 +263,11 @@ pub(super) fn state(d: &Dress<'_, '_>, si: StateIdx, end: usize) -> Built {
 }
 
 /// The span id of a state's `n`th attempt (the first is the state's own).
-pub(super) fn attempt_span_id(d: &super::place::Builder<'_>, si: StateIdx, n: usize) -> u64 {
-    let st = &d.states[si];
-    let e_in = d.events[st.entered];
+pub(super) fn attempt_span_id(b: &Builder<'_>, si: StateIdx, n: usize) -> u64 {
+    let st = &b.states[si];
+    let e_in = b.events[st.entered];
     ids::state_span_id(
-        d.arn,
+        b.arn,
         &st.name,
         e_in.timestamp_ms,
         n as u32,
@@ -276,8 +276,8 @@ pub(super) fn attempt_span_id(d: &super::place::Builder<'_>, si: StateIdx, n: us
 }
 
 /// The span id of the Map Run that started at event `start`.
-pub(super) fn map_run_span_id(d: &super::place::Builder<'_>, start: usize) -> u64 {
-    ids::derived_span_id(d.arn, "maprun", &[&d.events[start].id])
+pub(super) fn map_run_span_id(b: &Builder<'_>, start: usize) -> u64 {
+    ids::derived_span_id(b.arn, "maprun", &[&b.events[start].id])
 }
 
 /// Retries: one span per attempt after the first, under the state's span,

@@ -71,7 +71,7 @@ pub(super) struct StateRec {
     pub(super) span_id: u64,
 }
 
-pub(super) fn state_type(kind: &EventKind) -> &'static str {
+fn state_type(kind: &EventKind) -> &'static str {
     use EventKind::*;
     match kind {
         TaskStateEntered => "Task",

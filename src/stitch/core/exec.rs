@@ -46,15 +46,16 @@ impl Phase {
         }
     }
 
-    /// The phase a snapshot's two flags describe, clocks restarted at `now`.
-    pub fn restored(finalized: bool, final_pending: bool, now: Instant, grace: Instant) -> Self {
+    /// The phase a snapshot's two flags describe, clocks restarted at
+    /// `now`; what was waiting is due at `due`.
+    pub fn restored(finalized: bool, final_pending: bool, now: Instant, due: Instant) -> Self {
         match (finalized, final_pending) {
             (false, false) => Phase::Open,
-            (false, true) => Phase::Closing { at: grace },
+            (false, true) => Phase::Closing { at: due },
             (true, false) => Phase::Finalized { at: now },
             (true, true) => Phase::Reopened {
                 finalized: now,
-                at: grace,
+                at: due,
             },
         }
     }
