@@ -41,6 +41,9 @@ pub struct ShardState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpanState {
     pub trace_id: u64,
+    /// Absent from snapshots written before it existed.
+    #[serde(default)]
+    pub trace_id_high: u64,
     pub span_id: u64,
     pub parent_id: u64,
     pub name: String,
@@ -58,6 +61,7 @@ impl From<&Span> for SpanState {
     fn from(s: &Span) -> Self {
         Self {
             trace_id: s.trace_id,
+            trace_id_high: s.trace_id_high,
             span_id: s.span_id,
             parent_id: s.parent_id,
             name: s.name.to_owned(),
@@ -81,6 +85,7 @@ impl From<SpanState> for Span {
     fn from(s: SpanState) -> Self {
         Span {
             trace_id: s.trace_id,
+            trace_id_high: s.trace_id_high,
             span_id: s.span_id,
             parent_id: s.parent_id,
             name: intern_op(&s.name),

@@ -18,6 +18,15 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
+    /// The trace id's upper 64 bits (`_dd.p.tid` read as hex); 0 when the
+    /// trace is a 64-bit one (an upstream context without the tag).
+    pub fn high_bits(&self) -> u64 {
+        self.tid
+            .as_deref()
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .unwrap_or(0)
+    }
+
     /// No context: the execution is the root of its own trace.
     pub fn own(execution_arn: &str) -> Self {
         Self {

@@ -62,6 +62,9 @@ pub struct LogRecord {
     /// The event as JSON (`id`, `type`, `details`, ... as in the CloudWatch line).
     pub message: String,
     pub trace_id: u64,
+    /// The trace id's upper half (see `Span::trace_id_high`).
+    #[serde(default)]
+    pub trace_id_high: u64,
     pub span_id: u64,
     pub service: String,
     /// `key:value`, sorted.
@@ -136,6 +139,7 @@ impl LogRecord {
             error: Self::is_error_event(&e.kind),
             message: event_line(e),
             trace_id: span.trace_id,
+            trace_id_high: span.trace_id_high,
             span_id: span.span_id,
             service: span.service.to_string(),
             tags: tags.to_vec(),

@@ -17,6 +17,11 @@ pub mod op {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Span {
     pub trace_id: u64,
+    /// The upper half of the 128-bit trace id (the root's `_dd.p.tid`), on
+    /// every span: OTLP needs all 128 bits and a span may be emitted
+    /// without its root. Not part of the Datadog span (nor the jsonl line).
+    #[serde(skip)]
+    pub trace_id_high: u64,
     pub span_id: u64,
     /// 0 for a root.
     pub parent_id: u64,

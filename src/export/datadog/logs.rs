@@ -107,6 +107,7 @@ mod tests {
             error: true,
             message: "é".repeat(600_000),
             trace_id: 42,
+            trace_id_high: 0,
             span_id: 7,
             service: "orders".into(),
             tags: vec!["env:prod".into(), "team:core".into()],

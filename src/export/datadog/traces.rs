@@ -419,6 +419,7 @@ mod tests {
     fn span(trace: u64, id: u64, parent: u64, name: &'static str) -> Span {
         Span {
             trace_id: trace,
+            trace_id_high: 0,
             span_id: id,
             parent_id: parent,
             name,

@@ -76,6 +76,8 @@ impl Capture {
 pub(super) struct Dress<'b, 'a> {
     pub b: &'b Builder<'a>,
     pub trace: TraceContext,
+    /// `trace.high_bits()`, read once per build.
+    trace_hi: u64,
     pub parsed: Option<ExecutionArn<'a>>,
     pub sm_name: String,
     pub service: SmolStr,
@@ -139,6 +141,7 @@ impl<'b, 'a> Dress<'b, 'a> {
         }
         Dress {
             b,
+            trace_hi: trace.high_bits(),
             trace,
             parsed,
             sm_name,
@@ -171,6 +174,7 @@ impl<'b, 'a> Dress<'b, 'a> {
         metrics.insert("step_function.redrive_count", redrive as f64);
         Span {
             trace_id: self.trace.trace_id,
+            trace_id_high: self.trace_hi,
             span_id: id,
             parent_id: parent,
             name,

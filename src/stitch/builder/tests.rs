@@ -85,6 +85,29 @@ fn execution_span_from_start_to_its_first_terminal() {
     assert!(exec.meta.contains_key("_dd.p.tid"));
     assert_eq!(exec.meta["step_function.execution_name"], "run-7");
     assert_eq!(exec.service, "Orders");
+    // Every span knows the trace id's upper half, the root's `_dd.p.tid`.
+    let tid = u64::from_str_radix(&exec.meta["_dd.p.tid"], 16).unwrap();
+    assert_eq!(tid, crate::stitch::ids::hi(ARN));
+    assert!(s.iter().all(|x| x.trace_id_high == tid), "{s:#?}");
+}
+
+#[test]
+fn an_upstream_context_without_tid_leaves_the_upper_half_zero() {
+    let input = r#"{"_datadog":{"x-datadog-trace-id":"1234567890","x-datadog-parent-id":"987"}}"#;
+    let ev = events(&[
+        (
+            1,
+            0,
+            "ExecutionStarted",
+            json!({"input": input, "inputDetails": {"truncated": false}}),
+            0,
+            0,
+        ),
+        (2, 1, "ExecutionSucceeded", json!({"output": "{}"}), 3, 0),
+    ]);
+    let s = spans(&ev);
+    assert_eq!(s[0].trace_id, 1_234_567_890);
+    assert!(s.iter().all(|x| x.trace_id_high == 0));
 }
 
 #[test]
