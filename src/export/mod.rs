@@ -6,6 +6,7 @@
 //! exporters; `jsonl` writes JSON lines.
 
 pub mod aggregate;
+pub mod compress;
 pub mod datadog;
 pub mod delivery;
 pub mod hub;

@@ -4,7 +4,7 @@
 //! span; `service` matches the span's so Datadog pairs them.
 
 use super::super::delivery::{BatchLimits, EncodeError, Encoder, Request};
-use super::gzip;
+use crate::export::compress::gzip;
 use crate::stitch::builder::cut_utf8;
 use crate::stitch::output::LogRecord;
 use serde::Serialize;

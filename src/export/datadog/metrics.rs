@@ -5,8 +5,8 @@
 
 use super::super::delivery::{BatchLimits, EncodeError, Encoder, Request};
 use super::super::item::MetricPoint;
-use super::{deflate, gzip};
 use crate::export::aggregate::WINDOW_SECS;
+use crate::export::compress::{deflate, gzip};
 use crate::stitch::output::MetricKind;
 use serde::Serialize;
 

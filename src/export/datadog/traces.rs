@@ -340,10 +340,13 @@ impl Encoder for IntakeTraces {
         encode_varint((tracer_head.len() + chunks) as u64, &mut head);
         head.extend_from_slice(&tracer_head);
         let parts = std::iter::once(&head[..]).chain(items.iter().map(EncodedChunk::field));
-        let body = super::gzip_parts(parts, head.len() + chunks).map_err(|e| EncodeError {
-            signal: "traces",
-            reason: e.to_string(),
-        })?;
+        let body =
+            crate::export::compress::gzip_parts(parts, head.len() + chunks).map_err(|e| {
+                EncodeError {
+                    signal: "traces",
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Request::new(self.url.clone(), body)
             .header("dd-api-key", &self.api_key)
             .header("content-type", "application/x-protobuf")

@@ -30,7 +30,8 @@ impl Request {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered,
+    /// 2xx; `answer` is the response body (OTLP's `partial_success`).
+    Delivered { answer: bytes::Bytes },
     /// Network error, 408, 429 or 5xx: try again later.
     Retry {
         status: Option<u16>,
@@ -40,16 +41,17 @@ pub enum Outcome {
     /// 413: the batch must be split.
     TooLarge,
     /// Any other 4xx: retrying cannot help. `body` is the intake's answer.
-    Rejected {
-        status: u16,
-        body: String,
-    },
+    Rejected { status: u16, body: String },
 }
 
-/// How intake answers map to outcomes (datadog-intake.md §1.6, §3).
+/// How intake answers map to outcomes (datadog-intake.md §1.6, §3); an
+/// encoder may revise them (`Encoder::review`). `body` of a 2xx answer is
+/// left to the caller (see `Client::send`).
 pub fn classify(status: u16, retry_after: Option<Duration>, body: String) -> Outcome {
     match status {
-        200..=299 => Outcome::Delivered,
+        200..=299 => Outcome::Delivered {
+            answer: bytes::Bytes::new(),
+        },
         413 => Outcome::TooLarge,
         408 | 429 | 500..=599 => Outcome::Retry {
             status: Some(status),
@@ -104,17 +106,27 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = if (200..300).contains(&status) {
-            String::new()
-        } else {
-            let text = resp.text().await.unwrap_or_default();
-            let (cut, _) = crate::stitch::builder::cut_utf8(&text, 512);
-            cut.to_owned()
-        };
-        classify(status, retry_after, body)
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+        if (200..300).contains(&status) {
+            // Read whole: the connection goes back to the pool, and OTLP
+            // puts its partial rejections there.
+            let answer = resp.bytes().await.unwrap_or_default();
+            return Outcome::Delivered { answer };
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let (cut, _) = crate::stitch::builder::cut_utf8(&text, 512);
+        classify(status, retry_after, cut.to_owned())
     }
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -124,7 +136,10 @@ mod tests {
     #[test]
     fn statuses_map_to_the_documented_outcomes() {
         for s in [200, 202, 204] {
-            assert_eq!(classify(s, None, String::new()), Outcome::Delivered);
+            assert!(matches!(
+                classify(s, None, String::new()),
+                Outcome::Delivered { .. }
+            ));
         }
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(
@@ -139,5 +154,21 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        // RFC 9110's example date: 2015-10-21 07:28:00 UTC = 1445412480.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_420);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(retry_after(date, now), Some(Duration::from_secs(60)));
+        let later = now + Duration::from_secs(600);
+        assert_eq!(
+            retry_after(date, later),
+            Some(Duration::ZERO),
+            "in the past"
+        );
+        assert_eq!(retry_after("soon", now), None);
     }
 }

@@ -48,6 +48,13 @@ pub trait Encoder: Send + Sync + 'static {
     fn size(&self, item: &Self::Item) -> usize;
     fn limits(&self) -> BatchLimits;
     fn encode(&self, items: &[Self::Item]) -> Result<Request, EncodeError>;
+    /// The intake's answer to a request of `items` items, revised by the
+    /// protocol's own rules (OTLP retries fewer statuses than Datadog and
+    /// reports partial rejections in a 200). By default it stands.
+    fn review(&self, outcome: Outcome, items: usize) -> Outcome {
+        let _ = items;
+        outcome
+    }
 }
 
 /// Where requests go: a real HTTP client, or anything else in tests.
@@ -311,8 +318,9 @@ impl<E: Encoder> Lane<E> {
                     }
                     break 'parts;
                 }
-                match self.transport.send(&req).await {
-                    Outcome::Delivered => {
+                let outcome = self.transport.send(&req).await;
+                match self.encoder.review(outcome, part.len()) {
+                    Outcome::Delivered { .. } => {
                         self.count_request("ok");
                         metrics::counter!(names::EXPORT_ITEMS_SENT, "exporter" => exporter, "signal" => signal)
                             .increment(part.len() as u64);
@@ -416,6 +424,35 @@ mod tests {
         }
     }
 
+    /// Words whose protocol refuses to retry a 500 (as OTLP does).
+    struct NoRetryOn500;
+    impl Encoder for NoRetryOn500 {
+        type Item = String;
+        fn signal(&self) -> &'static str {
+            "test"
+        }
+        fn size(&self, item: &String) -> usize {
+            Words.size(item)
+        }
+        fn limits(&self) -> BatchLimits {
+            Words.limits()
+        }
+        fn encode(&self, items: &[String]) -> Result<Request, EncodeError> {
+            Words.encode(items)
+        }
+        fn review(&self, outcome: Outcome, _items: usize) -> Outcome {
+            match outcome {
+                Outcome::Retry {
+                    status: Some(500), ..
+                } => Outcome::Rejected {
+                    status: 500,
+                    body: String::new(),
+                },
+                o => o,
+            }
+        }
+    }
+
     /// Answers from a script, then Delivered; records every body.
     struct Scripted {
         script: Mutex<VecDeque<Outcome>>,
@@ -433,7 +470,9 @@ mod tests {
                 match next {
                     // 413 whenever a body holds more than two items.
                     None if body.matches(',').count() >= 2 => Outcome::TooLarge,
-                    None => Outcome::Delivered,
+                    None => Outcome::Delivered {
+                        answer: bytes::Bytes::new(),
+                    },
                     Some(o) => o,
                 }
             })
@@ -528,6 +567,46 @@ mod tests {
         give_up.cancel();
         drop(tx);
         task.await.unwrap();
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_encoder_reviews_each_answer_before_the_lane_acts_on_it() {
+        let t = Arc::new(Scripted {
+            script: Mutex::new(
+                vec![
+                    Outcome::Retry {
+                        status: Some(503),
+                        after: None,
+                        why: "HTTP 503".into(),
+                    },
+                    Outcome::Retry {
+                        status: Some(500),
+                        after: None,
+                        why: "HTTP 500".into(),
+                    },
+                ]
+                .into(),
+            ),
+            seen: Mutex::new(Vec::new()),
+        });
+        let budget = Budget::new("test", 10_000);
+        let (tx, task) = spawn_lane(
+            NoRetryOn500,
+            t.clone(),
+            budget.clone(),
+            LaneConfig {
+                exporter: "test",
+                flush_interval: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(400),
+            },
+            CancellationToken::new(),
+        );
+        tx.send(words(2), None).await;
+        drop(tx);
+        task.await.unwrap();
+        // 503 retried once, the 500 then ends it: no third request.
+        assert_eq!(t.seen.lock().unwrap().len(), 2);
         assert_eq!(budget.in_use(), 0);
     }
 }
