@@ -26,6 +26,7 @@ use crate::export::datadog::sites::Endpoints;
 use crate::export::datadog::{AgentExporter, DatadogConfig, DatadogExporter};
 use crate::export::delivery::{self, Budget, LaneConfig, Transport};
 use crate::export::hub::{Hub, HubDurability};
+use crate::export::otlp::OtlpExporter;
 use crate::export::receipt::Outbox;
 use crate::export::settings::ExportArgs;
 use crate::export::settings::{ExportSettings, ExportTarget};
@@ -102,13 +103,21 @@ async fn exporters(
     for target in &export.targets {
         match target {
             ExportTarget::Jsonl(None) => jsonl_outputs.push(Box::new(std::io::stdout())),
-            ExportTarget::Jsonl(Some(path)) => jsonl_outputs.push(Box::new(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("invalid {}: cannot open {}", env_of::<ExportArgs>("export"), path.display()))?,
-            ))),
+            ExportTarget::Jsonl(Some(path)) => {
+                jsonl_outputs.push(Box::new(std::io::BufWriter::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| {
+                            format!(
+                                "invalid {}: cannot open {}",
+                                env_of::<ExportArgs>("export"),
+                                path.display()
+                            )
+                        })?,
+                )))
+            }
             ExportTarget::Datadog => out.push(Exporter::Datadog(
                 DatadogExporter::spawn(
                     dd,
@@ -130,10 +139,15 @@ async fn exporters(
                 .await
                 .map_err(|e| anyhow::anyhow!("invalid {}: {e}", env_of::<ExportArgs>("export")))?,
             )),
-            other => anyhow::bail!(
-                "invalid {}: the {other} exporter is not in this build yet; use datadog, datadog-agent or jsonl:PATH",
-                env_of::<ExportArgs>("export")
-            ),
+            ExportTarget::Otlp => out.push(Exporter::Otlp(
+                OtlpExporter::spawn(
+                    &export.otlp,
+                    Budget::new("otlp", export.buffer_bytes),
+                    lane("otlp"),
+                    give_up.clone(),
+                )
+                .context("starting the otlp exporter")?,
+            )),
         }
     }
     if !jsonl_outputs.is_empty() {
@@ -746,7 +760,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 mod tests {
     use super::*;
     use crate::export::datadog::settings::DatadogArgs;
-    use crate::export::settings::OtlpArgs;
+    use crate::export::otlp::settings::OtlpArgs;
 
     /// The settings that messages outside their own validation name, by
     /// field: each exists, under the name the contract gives it.

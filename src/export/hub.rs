@@ -42,14 +42,6 @@ pub struct Hub {
     pub durability: Option<HubDurability>,
 }
 
-fn exporter_label(e: &Exporter) -> &'static str {
-    match e {
-        Exporter::Jsonl { .. } => "jsonl",
-        Exporter::Datadog(_) => "datadog",
-        Exporter::DatadogAgent(_) => "datadog-agent",
-    }
-}
-
 impl Hub {
     async fn fan_out(&self, item: ExportItem) {
         if item.is_empty() {
@@ -93,7 +85,7 @@ impl Hub {
             .collect();
         let skipped = all.len() - left.len();
         metrics::counter!(names::EXPORT_DEDUPLICATED,
-            "exporter" => exporter_label(&self.exporters[i]),
+            "exporter" => self.exporters[i].label(),
             "signal" => if signal == Signal::Spans { "traces" } else { "logs" })
         .increment(skipped as u64);
         Arc::new(left)

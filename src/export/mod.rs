@@ -3,7 +3,7 @@
 //! `hub` fans the stitcher's output out to the exporters and aggregates
 //! metrics; `delivery` is the batching, retrying, bounded HTTP lane the
 //! network exporters share; `datadog` holds the agentless and Agent
-//! exporters; `jsonl` writes JSON lines.
+//! exporters; `otlp` the OpenTelemetry one; `jsonl` writes JSON lines.
 
 pub mod aggregate;
 pub mod compress;
@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod hub;
 pub mod item;
 pub mod jsonl;
+pub mod otlp;
 pub mod receipt;
 pub mod settings;
 
@@ -22,7 +23,7 @@ use receipt::Receipt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One configured exporter (enum dispatch: three kinds, all known).
+/// One configured exporter (enum dispatch: four kinds, all known).
 pub enum Exporter {
     Jsonl {
         tx: mpsc::Sender<(ExportItem, Option<Arc<Receipt>>)>,
@@ -30,6 +31,7 @@ pub enum Exporter {
     },
     Datadog(datadog::DatadogExporter),
     DatadogAgent(datadog::AgentExporter),
+    Otlp(otlp::OtlpExporter),
 }
 
 impl Exporter {
@@ -42,29 +44,37 @@ impl Exporter {
             }
             Exporter::Datadog(d) => d.accept(item, receipt).await,
             Exporter::DatadogAgent(a) => a.accept(item, receipt).await,
+            Exporter::Otlp(o) => o.accept(item, receipt).await,
         }
     }
 
     /// Stops taking items and waits for what is queued to be written or
     /// delivered (network lanes give up at the shutdown deadline).
+    /// The exporter's name (a metric label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Exporter::Jsonl { .. } => "jsonl",
+            Exporter::Datadog(_) => "datadog",
+            Exporter::DatadogAgent(_) => "datadog-agent",
+            Exporter::Otlp(_) => "otlp",
+        }
+    }
+
     pub async fn close(self) {
         match self {
             Exporter::Jsonl { tx, thread } => {
                 drop(tx);
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
-            Exporter::Datadog(d) => {
-                let tasks = d.tasks;
-                for t in tasks {
-                    let _ = t.await;
-                }
-            }
-            Exporter::DatadogAgent(a) => {
-                let tasks = a.tasks;
-                for t in tasks {
-                    let _ = t.await;
-                }
-            }
+            Exporter::Datadog(d) => join(d.tasks).await,
+            Exporter::DatadogAgent(a) => join(a.tasks).await,
+            Exporter::Otlp(o) => join(o.tasks).await,
         }
+    }
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }

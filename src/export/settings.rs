@@ -1,7 +1,8 @@
-//! Which exporters run and how they deliver; the OTLP exporter's
-//! OpenTelemetry-named settings.
+//! Which exporters run and how they deliver (each network exporter's own
+//! settings live with it: `datadog::settings`, `otlp::settings`).
 
 use super::datadog::settings::{DatadogArgs, DatadogSettings};
+use super::otlp::settings::{OtlpArgs, OtlpSettings};
 use crate::setting_id as id;
 use crate::settings::{env_of, non_empty, Check, ConfigError};
 use std::path::PathBuf;
@@ -29,23 +30,6 @@ pub struct ExportArgs {
     /// Enhanced metrics are aggregated and flushed this often.
     #[arg(long, env = "STEPSTITCH_METRICS_FLUSH_INTERVAL", default_value = "10s")]
     pub metrics_flush_interval: String,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "OpenTelemetry")]
-pub struct OtlpArgs {
-    /// OTLP/HTTP endpoint.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otel_exporter_otlp_endpoint: Option<String>,
-    /// OTLP headers, `k=v,k2=v2`.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_HEADERS", hide_env_values = true)]
-    pub otel_exporter_otlp_headers: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OtlpSettings {
-    pub endpoint: Option<String>,
-    pub headers: Vec<(String, String)>,
 }
 
 /// Where an exporter writes.
@@ -79,39 +63,6 @@ pub struct ExportSettings {
     pub timeout: Duration,
     pub metrics_flush_interval: Duration,
     pub otlp: OtlpSettings,
-}
-
-impl OtlpArgs {
-    pub fn validate(self) -> Result<OtlpSettings, ConfigError> {
-        type C = Check<OtlpArgs>;
-        let headers = match non_empty(self.otel_exporter_otlp_headers) {
-            None => Vec::new(),
-            Some(h) => h
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) if !k.trim().is_empty() => {
-                        Ok((k.trim().to_owned(), v.trim().to_owned()))
-                    }
-                    _ => Err(C::error(
-                        id!(otel_exporter_otlp_headers),
-                        "",
-                        "expected key=value pairs",
-                        "api-key=abc,team=core",
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(OtlpSettings {
-            endpoint: C::opt_url(
-                id!(otel_exporter_otlp_endpoint),
-                self.otel_exporter_otlp_endpoint,
-                &["http", "https"],
-                "http://otel-collector:4318",
-            )?,
-            headers,
-        })
-    }
 }
 
 impl ExportArgs {
@@ -154,7 +105,7 @@ impl ExportArgs {
                 ExportTarget::DatadogAgent if dd.trace_agent_url.is_none() => {
                     Some(("datadog-agent", env_of::<DatadogArgs>("dd_trace_agent_url")))
                 }
-                ExportTarget::Otlp if otlp.endpoint.is_none() => {
+                ExportTarget::Otlp if !otlp.is_configured() => {
                     Some(("otlp", env_of::<OtlpArgs>("otel_exporter_otlp_endpoint")))
                 }
                 _ => None,

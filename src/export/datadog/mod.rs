@@ -11,7 +11,7 @@ pub mod sites;
 pub mod traces;
 
 use self::settings::DatadogArgs;
-use super::delivery::{spawn_lane, Budget, LaneConfig, LaneSender, Transport};
+use super::delivery::{Budget, LaneConfig, LaneSender, Lanes, Transport};
 use super::item::ExportItem;
 use super::receipt::Receipt;
 use crate::settings::env_of;
@@ -67,53 +67,15 @@ impl LogsLane {
     }
 }
 
-/// What an exporter's lanes share; spawns them and keeps their tasks.
-struct Lanes {
-    transport: Arc<dyn Transport>,
-    budget: Budget,
-    cfg: LaneConfig,
-    give_up: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Lanes {
-    fn new(
-        transport: Arc<dyn Transport>,
-        budget: Budget,
-        cfg: LaneConfig,
-        give_up: CancellationToken,
-    ) -> Self {
-        Self {
-            transport,
-            budget,
-            cfg,
-            give_up,
-            tasks: Vec::new(),
-        }
-    }
-
-    fn spawn<E: super::delivery::Encoder>(&mut self, encoder: E) -> LaneSender<E> {
-        let (lane, t) = spawn_lane(
-            encoder,
-            self.transport.clone(),
-            self.budget.clone(),
-            self.cfg.clone(),
-            self.give_up.clone(),
-        );
-        self.tasks.push(t);
-        lane
-    }
-
-    /// The logs lane, when log forwarding is on (it needs the API key).
-    fn logs(&mut self, cfg: &DatadogConfig) -> Option<LogsLane> {
-        let key = cfg.api_key.clone().filter(|_| cfg.forward_logs)?;
-        Some(LogsLane {
-            lane: self.spawn(logs::Logs {
-                url: cfg.endpoints.logs.clone(),
-                api_key: key,
-            }),
-        })
-    }
+/// The logs lane, when log forwarding is on (it needs the API key).
+fn logs_lane(lanes: &mut Lanes, cfg: &DatadogConfig) -> Option<LogsLane> {
+    let key = cfg.api_key.clone().filter(|_| cfg.forward_logs)?;
+    Some(LogsLane {
+        lane: lanes.spawn(logs::Logs {
+            url: cfg.endpoints.logs.clone(),
+            api_key: key,
+        }),
+    })
 }
 
 /// Agentless: traces, series, distributions and logs lanes to the intake.
@@ -150,8 +112,8 @@ impl DatadogExporter {
             url: cfg.endpoints.distributions.clone(),
             api_key: key,
         });
-        let logs = lanes.logs(cfg);
-        let tasks = lanes.tasks;
+        let logs = logs_lane(&mut lanes, cfg);
+        let tasks = lanes.tasks();
         Ok(Self {
             traces,
             series,
@@ -223,8 +185,8 @@ impl AgentExporter {
         let traces = lanes.spawn(traces::AgentTraces {
             url: format!("{}/v0.4/traces", url.trim_end_matches('/')),
         });
-        let logs = lanes.logs(cfg);
-        let tasks = lanes.tasks;
+        let logs = logs_lane(&mut lanes, cfg);
+        let tasks = lanes.tasks();
         Ok(Self {
             traces,
             statsd,

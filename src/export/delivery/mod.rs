@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,49 @@ pub fn spawn_lane<E: Encoder>(
         },
         task,
     )
+}
+
+/// What an exporter's lanes share (transport, budget, settings, shutdown);
+/// spawns them and keeps their tasks.
+pub struct Lanes {
+    transport: Arc<dyn Transport>,
+    budget: Budget,
+    cfg: LaneConfig,
+    give_up: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Lanes {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        budget: Budget,
+        cfg: LaneConfig,
+        give_up: CancellationToken,
+    ) -> Self {
+        Self {
+            transport,
+            budget,
+            cfg,
+            give_up,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn spawn<E: Encoder>(&mut self, encoder: E) -> LaneSender<E> {
+        let (lane, t) = spawn_lane(
+            encoder,
+            self.transport.clone(),
+            self.budget.clone(),
+            self.cfg.clone(),
+            self.give_up.clone(),
+        );
+        self.tasks.push(t);
+        lane
+    }
+
+    pub fn tasks(self) -> Vec<JoinHandle<()>> {
+        self.tasks
+    }
 }
 
 struct Lane<E: Encoder> {
