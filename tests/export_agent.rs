@@ -2,94 +2,21 @@
 //! (`ddapm-test-agent`, reference/test-peers.md §4) for traces, and a real
 //! UDP socket standing in for DogStatsD: Firehose → server → agent.
 //!
-//! Needs the virtualenv that `scripts/test.sh` installs (`.venv-dd`). Without
-//! it the test is skipped locally and fails under CI (`CI` set).
+//! Needs the virtualenv that `scripts/test.sh` installs (`.venv-dd`), see
+//! `common::agent`.
 
 mod common;
 
+use common::agent::{agent_bin, TestAgent};
 use common::firehose::send_lines;
 use common::fixtures::{self, Fixture};
 use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build, Mode, SpanConfig};
 use stepstitch::stitch::output::MetricKind;
-
-fn agent_bin() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = std::env::var_os("STEPSTITCH_DD_AGENT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv-dd/bin/ddapm-test-agent"));
-    if bin.exists() {
-        return Some(bin);
-    }
-    let msg = format!(
-        "ddapm-test-agent missing ({}): run scripts/test.sh",
-        bin.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The test agent on free ports, with the header and size checks on.
-async fn start_agent(bin: &PathBuf, log: &std::path::Path) -> (Kill, String) {
-    let port = free_port();
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string()])
-        .args(["--otlp-http-port", &free_port().to_string()])
-        .args(["--otlp-grpc-port", &free_port().to_string()])
-        // The `--enabled-checks` flag is broken upstream; the variable works.
-        .env(
-            "ENABLED_CHECKS",
-            "trace_count_header,meta_tracer_version_header,trace_content_length",
-        )
-        .env("MAX_REQUESTS", "100000")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn ddapm-test-agent");
-    let kill = Kill(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/info")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "test agent did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (kill, url)
-}
 
 fn events(f: &Fixture) -> Vec<Event> {
     let mut arns = StringCache::default();
@@ -208,7 +135,8 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let (_agent, agent_url) = start_agent(&bin, &work.path().join("agent.log")).await;
+    let agent = TestAgent::start(&bin, &work.path().join("agent.log")).await;
+    let agent_url = agent.url.clone();
     // A Unix datagram socket, as the Agent's `dsd.socket`: unlike UDP it
     // pushes back on the sender, so every line must arrive.
     let statsd = Statsd::unix(&work.path().join("dsd.socket"));

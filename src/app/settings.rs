@@ -86,18 +86,19 @@ impl Settings {
         stitch.spans.version = datadog.version.clone();
         stitch.spans.tags = datadog.tag_pairs();
         let export = a.export.validate(&datadog, otlp)?;
-        if stitch.forward_logs != ForwardLogs::None
-            && datadog.api_key.is_none()
-            && !export
-                .targets
-                .iter()
-                .any(|t| matches!(t, ExportTarget::Jsonl(_)))
-        {
+        // Logs go to jsonl, to OTLP when it has a logs endpoint, and to
+        // Datadog's logs intake only with the API key (also in agent mode).
+        let takes_logs = |t: &ExportTarget| match t {
+            ExportTarget::Jsonl(_) => true,
+            ExportTarget::Otlp => export.otlp.logs_url.is_some(),
+            ExportTarget::Datadog | ExportTarget::DatadogAgent => datadog.api_key.is_some(),
+        };
+        if stitch.forward_logs != ForwardLogs::None && !export.targets.iter().any(takes_logs) {
             return Err(Check::<StitchArgs>::error(
                 "forward_logs",
                 &forward_logs_raw,
                 format!(
-                    "forwarding logs to Datadog needs {} (the logs intake is reached directly, also in agent mode)",
+                    "no exporter takes logs: forwarding them to Datadog needs {} (the logs intake is reached directly, also in agent mode); otlp needs a logs endpoint",
                     env_of::<DatadogArgs>("dd_api_key")
                 ),
                 "errors",

@@ -2,9 +2,11 @@
 //! request builders and fixture loaders.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod firehose;
 pub mod fixtures;
 pub mod intake;
+pub mod otlp;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -32,11 +32,13 @@ impl Request {
 pub enum Outcome {
     /// 2xx; `answer` is the response body (OTLP's `partial_success`).
     Delivered { answer: bytes::Bytes },
-    /// Network error, 408, 429 or 5xx: try again later.
+    /// Network error, 408, 429 or 5xx: try again later. `body` is the
+    /// intake's answer, if any.
     Retry {
         status: Option<u16>,
         after: Option<Duration>,
         why: String,
+        body: String,
     },
     /// 413: the batch must be split.
     TooLarge,
@@ -57,6 +59,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: String) -> Out
             status: Some(status),
             after: retry_after,
             why: format!("HTTP {status}"),
+            body,
         },
         _ => Outcome::Rejected { status, body },
     }
@@ -98,6 +101,7 @@ impl Client {
                     after: None,
                     // Without the URL: it may carry credentials in a proxy setup.
                     why: e.without_url().to_string(),
+                    body: String::new(),
                 };
             }
         };

@@ -409,12 +409,17 @@ impl<E: Encoder> Lane<E> {
                         self.count_dropped(part.len(), "rejected");
                         break;
                     }
-                    Outcome::Retry { status, after, why } => {
+                    Outcome::Retry {
+                        status,
+                        after,
+                        why,
+                        body,
+                    } => {
                         self.count_request(if status.is_some() { "retry" } else { "network" });
                         let wait = backoff::delay(attempt, self.cfg.max_backoff, after);
                         // Loud at first and then now and then, not on every attempt.
                         if attempt < 3 || attempt % 20 == 0 {
-                            tracing::warn!(exporter, signal, attempt = attempt + 1, error = %why, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                            tracing::warn!(exporter, signal, attempt = attempt + 1, error = %why, answer = %body, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
                         }
                         attempt = attempt.saturating_add(1);
                         tokio::select! {
@@ -563,6 +568,7 @@ mod tests {
             status: Some(503),
             after: None,
             why: "HTTP 503".into(),
+            body: String::new(),
         };
         let (tx, t, task, _g, budget) = lane(vec![retry(), retry(), retry()]);
         tx.send(words(3), None).await;
@@ -598,6 +604,7 @@ mod tests {
                 status: None,
                 after: None,
                 why: "refused".into(),
+                body: String::new(),
             })
             .collect();
         let (tx, _t, task, give_up, budget) = lane(down);
@@ -623,11 +630,13 @@ mod tests {
                         status: Some(503),
                         after: None,
                         why: "HTTP 503".into(),
+                        body: String::new(),
                     },
                     Outcome::Retry {
                         status: Some(500),
                         after: None,
                         why: "HTTP 500".into(),
+                        body: String::new(),
                     },
                 ]
                 .into(),

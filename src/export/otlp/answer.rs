@@ -32,8 +32,16 @@ pub fn review(
         Outcome::Retry {
             status: Some(status),
             why,
+            body,
             ..
-        } if !RETRYABLE.contains(&status) => Outcome::Rejected { status, body: why },
+        } if !RETRYABLE.contains(&status) => Outcome::Rejected {
+            status,
+            body: if body.is_empty() {
+                why
+            } else {
+                super::wire::error_message(&body)
+            },
+        },
         Outcome::Rejected { status, body } => Outcome::Rejected {
             status,
             body: super::wire::error_message(&body),
@@ -52,6 +60,7 @@ mod tests {
             status,
             after: Some(Duration::from_secs(3)),
             why: "x".into(),
+            body: String::new(),
         }
     }
 
