@@ -1,11 +1,15 @@
 //! Span encoding: the spans of generated executions as the agentless
-//! intake's protobuf `AgentPayload` (gzip'd) and as the Agent's msgpack v0.4,
-//! in spans/s and bytes/s. `cargo bench --bench encode`.
+//! intake's protobuf `AgentPayload` (gzip'd), as the Agent's msgpack v0.4,
+//! and as an OTLP `ExportTraceServiceRequest` (gzip'd, and plain), in
+//! spans/s and bytes/s. `cargo bench --bench encode`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use stepstitch::decode::{Limits, RequestDecoder};
 use stepstitch::export::datadog::traces::{self, AgentTrace, AgentTraces, IntakeTraces};
 use stepstitch::export::delivery::Encoder;
+use stepstitch::export::otlp::resource::Resources;
+use stepstitch::export::otlp::settings::Compression;
+use stepstitch::export::otlp::{spans as otlp_spans, Out};
 use stepstitch::loadgen::traffic::{execution, record, Shape};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 use stepstitch::stitch::span::Span;
@@ -48,9 +52,29 @@ fn bench(c: &mut Criterion) {
             .collect();
         agent.encode(&items).unwrap().body.len()
     };
+    // As the exporter does: each span encoded when handed over, the
+    // request framed and compressed when the batch goes.
+    let otlp = |compression| {
+        let enc = otlp_spans::Traces {
+            url: "http://127.0.0.1:1/v1/traces".into(),
+            out: Out {
+                headers: Default::default(),
+                compression,
+            },
+            resources: Resources::default(),
+        };
+        move |spans: &[Span]| {
+            let items = otlp_spans::encode_spans(spans);
+            enc.encode(&items).unwrap().body.len()
+        }
+    };
+    let otlp_gzip = otlp(Compression::Gzip);
+    let otlp_plain = otlp(Compression::None);
     for (name, f) in [
         ("protobuf_gzip", &protobuf as &dyn Fn(&[Span]) -> usize),
         ("msgpack", &msgpack),
+        ("otlp_gzip", &otlp_gzip),
+        ("otlp", &otlp_plain),
     ] {
         let bytes = f(&spans);
         let mut g = c.benchmark_group(format!("encode/{name}"));

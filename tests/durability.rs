@@ -55,7 +55,15 @@ fn exported(path: &Path) -> Vec<(u64, String)> {
 
 /// `extra` is flag/value pairs that replace the defaults.
 fn start(data: &Path, out: &Path, extra: &[&str]) -> Server {
-    let export = format!("jsonl:{}", out.display());
+    start_with_otlp(data, out, extra, None)
+}
+
+/// Also exporting over OTLP to `otlp` (a receiver's base URL) when given.
+fn start_with_otlp(data: &Path, out: &Path, extra: &[&str], otlp: Option<&str>) -> Server {
+    let export = match otlp {
+        Some(_) => format!("jsonl:{},otlp", out.display()),
+        None => format!("jsonl:{}", out.display()),
+    };
     let data = data.display().to_string();
     let mut flags: Vec<(&str, &str)> = vec![
         ("--data-dir", &data),
@@ -71,7 +79,10 @@ fn start(data: &Path, out: &Path, extra: &[&str]) -> Server {
         }
     }
     let args: Vec<&str> = flags.iter().flat_map(|(f, v)| [*f, *v]).collect();
-    Server::start(&args)
+    match otlp {
+        Some(url) => Server::start_with_env(&args, &[("OTEL_EXPORTER_OTLP_ENDPOINT", url)]),
+        None => Server::start(&args),
+    }
 }
 
 /// The body for one request: the fixture's whole execution.
@@ -111,6 +122,18 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("spans.jsonl");
+    // Exported to jsonl and, over OTLP, to a real receiver that outlives
+    // the crashes (the test agent; skipped only where it is not installed).
+    let agent = match common::agent::agent_bin() {
+        Some(bin) => {
+            Some(common::agent::TestAgent::start(&bin, &dir.path().join("agent.log")).await)
+        }
+        None => None,
+    };
+    let otlp_url = agent.as_ref().map(|a| a.otlp_url.clone());
+    let start = |data: &Path, out: &Path, extra: &[&str]| {
+        start_with_otlp(data, out, extra, otlp_url.as_deref())
+    };
     let fs = complete_fixtures();
     let want = expected_spans(&fs);
     let bodies: Vec<(String, Vec<u8>)> = fs
@@ -192,6 +215,28 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     wait_exported(&out, want.len(), 60).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_exactly_once(&out, &want);
+    if let Some(agent) = &agent {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let got = loop {
+            let got = common::otlp::spans(&agent.otlp("traces").await);
+            if got.len() >= want.len() || Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut seen = HashSet::new();
+        for r in &got {
+            let id = r.span["span_id"].as_u64().unwrap();
+            assert!(seen.insert(id), "span {id} exported twice over OTLP");
+            assert_eq!(
+                want.get(&id),
+                Some(&r.span.to_string()),
+                "OTLP span {id} differs or is unexpected"
+            );
+        }
+        assert_eq!(seen.len(), want.len(), "spans never exported over OTLP");
+        println!("otlp: {} spans, each once", seen.len());
+    }
     // Metrics are never counted twice (a crash may lose the open window's).
     {
         let mut s = server.lock().unwrap();
