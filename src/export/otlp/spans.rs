@@ -9,7 +9,8 @@
 
 use super::resource::{scope, ResourceKey, Resources};
 use super::wire::{
-    double_value, field_head, field_len, kv, span_id, string_value, trace_id, unix_nanos,
+    double_value, field_head, field_len, kv, put_double_attribute, put_string_attribute, span_id,
+    string_value, trace_id, unix_nanos,
 };
 use crate::export::delivery::{BatchLimits, EncodeError, Request};
 use crate::stitch::span::{op, Span};
@@ -55,33 +56,87 @@ pub fn kind(s: &Span) -> SpanKind {
 
 /// `faas.*` for a Task whose Lambda function is known:
 /// `arn:aws:lambda:{region}:{account}:function:{name}[:{qualifier}]`.
-fn faas_attributes(s: &Span, into: &mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>) {
-    let Some(arn) = s.meta.get("function_arn") else {
-        return;
-    };
-    let parts: Vec<&str> = arn.split(':').collect();
-    if parts.len() < 7 || parts[2] != "lambda" || parts[5] != "function" {
-        return;
+fn faas_attributes(s: &Span) -> Option<[(&'static str, &str); 3]> {
+    let arn = s.meta.get("function_arn")?;
+    let mut parts = arn.split(':');
+    let (_, _, service, region, _, kind, name) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if service != "lambda" || kind != "function" {
+        return None;
     }
-    into.push(kv("faas.invoked_name", string_value(parts[6])));
-    into.push(kv("faas.invoked_provider", string_value("aws")));
-    into.push(kv("faas.invoked_region", string_value(parts[3])));
+    Some([
+        ("faas.invoked_name", name),
+        ("faas.invoked_provider", "aws"),
+        ("faas.invoked_region", region),
+    ])
 }
 
-/// The OTLP span of a Datadog span.
+/// A span's attribute value.
+enum Attr<'a> {
+    Str(&'a str),
+    Double(f64),
+}
+
+/// The attributes, in order: `operation.name`, `resource.name`,
+/// `span.type`, every meta entry, every metric, then `faas.*`.
+fn attributes(s: &Span) -> impl Iterator<Item = (&str, Attr<'_>)> {
+    [
+        ("operation.name", Attr::Str(s.name)),
+        ("resource.name", Attr::Str(&s.resource)),
+        ("span.type", Attr::Str(s.span_type)),
+    ]
+    .into_iter()
+    .chain(s.meta.iter().map(|(k, v)| (k, Attr::Str(v))))
+    .chain(s.metrics.iter().map(|(k, v)| (k, Attr::Double(*v))))
+    .chain(
+        faas_attributes(s)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k, Attr::Str(v))),
+    )
+}
+
+/// The OTLP span of a Datadog span: the reference form (prost types).
+/// The exporter writes [`encode_span`], which decodes equal to it (tested).
 pub fn to_otlp(s: &Span) -> pb::Span {
+    let mut span = skeleton(s);
+    span.attributes = attributes(s)
+        .map(|(k, v)| match v {
+            Attr::Str(v) => kv(k, string_value(v)),
+            Attr::Double(v) => kv(k, double_value(v)),
+        })
+        .collect();
+    span
+}
+
+/// `Span.attributes`.
+const ATTRIBUTES: u32 = 9;
+
+/// The span's `Span` message. Everything but the attributes goes through
+/// the prost type; the attributes (two dozen per span, most of the
+/// message) are written straight from the span's tags: a `KeyValue` with
+/// two owned strings each made the typed encoder 2-3x slower
+/// (BENCHMARKS.md). Fields may come in any order on the wire.
+pub fn encode_span(s: &Span, buf: &mut Vec<u8>) {
+    skeleton(s).encode_raw(buf);
+    for (k, v) in attributes(s) {
+        match v {
+            Attr::Str(v) => put_string_attribute(ATTRIBUTES, k, v, buf),
+            Attr::Double(v) => put_double_attribute(ATTRIBUTES, k, v, buf),
+        }
+    }
+}
+
+/// Everything of the OTLP span but its attributes.
+fn skeleton(s: &Span) -> pb::Span {
     let tid = trace_id(s.trace_id_high, s.trace_id);
-    let mut attributes = Vec::with_capacity(3 + s.meta.len() + s.metrics.len());
-    attributes.push(kv("operation.name", string_value(s.name)));
-    attributes.push(kv("resource.name", string_value(&s.resource)));
-    attributes.push(kv("span.type", string_value(s.span_type)));
-    for (k, v) in &s.meta {
-        attributes.push(kv(k, string_value(v)));
-    }
-    for (k, v) in &s.metrics {
-        attributes.push(kv(k, double_value(*v)));
-    }
-    faas_attributes(s, &mut attributes);
     let start = unix_nanos(s.start);
     let end = unix_nanos(s.start.saturating_add(s.duration));
     let message = s.meta.get("error.message").map(|m| m.to_string());
@@ -126,7 +181,6 @@ pub fn to_otlp(s: &Span) -> pb::Span {
         kind: kind(s) as i32,
         start_time_unix_nano: start,
         end_time_unix_nano: end,
-        attributes,
         events,
         links,
         status,
@@ -157,10 +211,9 @@ pub fn encode_spans(spans: &[Span]) -> Vec<EncodedSpan> {
                     k
                 }
             };
-            EncodedSpan {
-                resource,
-                bytes: to_otlp(s).encode_to_vec(),
-            }
+            let mut bytes = Vec::with_capacity(1024);
+            encode_span(s, &mut bytes);
+            EncodedSpan { resource, bytes }
         })
         .collect()
 }
@@ -433,6 +486,26 @@ mod tests {
         assert_eq!(r.links.len(), 1);
         assert_eq!(r.links[0].span_id, 3u64.to_be_bytes());
         assert_eq!(r.links[0].trace_id, r.trace_id);
+    }
+
+    #[test]
+    fn the_written_span_decodes_equal_to_the_typed_one() {
+        let mut failed = span(
+            op::STATE,
+            &[
+                ("error.type", "E"),
+                ("error.message", "é".repeat(200).as_str()),
+                ("function_arn", "arn:aws:lambda:eu-west-1:1:function:f"),
+            ],
+        );
+        failed.error = 1;
+        let mut root = span(op::EXECUTION, &[]);
+        root.parent_id = 0;
+        for s in [failed, root, span(op::EXECUTION, &[("redrive", "true")])] {
+            let mut buf = Vec::new();
+            encode_span(&s, &mut buf);
+            assert_eq!(pb::Span::decode(buf.as_slice()).unwrap(), to_otlp(&s));
+        }
     }
 
     #[test]

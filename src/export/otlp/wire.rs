@@ -72,6 +72,31 @@ pub fn field_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_varint(len as u64, buf);
 }
 
+/// Appends a `KeyValue` with a string value as field `tag` of the message
+/// being written (`KeyValue` = key 1, value 2; `AnyValue.string_value` = 1).
+pub fn put_string_attribute(tag: u32, key: &str, value: &str, buf: &mut Vec<u8>) {
+    let any = field_len(1, value.len());
+    let kv = field_len(1, key.len()) + field_len(2, any);
+    field_head(tag, kv, buf);
+    field_head(1, key.len(), buf);
+    buf.extend_from_slice(key.as_bytes());
+    field_head(2, any, buf);
+    field_head(1, value.len(), buf);
+    buf.extend_from_slice(value.as_bytes());
+}
+
+/// The same with a double value (`AnyValue.double_value` = 4, fixed64).
+pub fn put_double_attribute(tag: u32, key: &str, value: f64, buf: &mut Vec<u8>) {
+    let any = prost::encoding::key_len(4) + 8;
+    let kv = field_len(1, key.len()) + field_len(2, any);
+    field_head(tag, kv, buf);
+    field_head(1, key.len(), buf);
+    buf.extend_from_slice(key.as_bytes());
+    field_head(2, any, buf);
+    encode_key(4, WireType::SixtyFourBit, buf);
+    buf.extend_from_slice(&value.to_le_bytes());
+}
+
 /// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Status {
@@ -107,6 +132,28 @@ mod tests {
         );
         assert!(span_id(0).is_empty());
         assert_eq!(span_id(7), vec![0, 0, 0, 0, 0, 0, 0, 7]);
+    }
+
+    #[test]
+    fn hand_written_attributes_decode_as_the_typed_ones() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Holder {
+            #[prost(message, repeated, tag = "9")]
+            attributes: Vec<KeyValue>,
+        }
+        let mut buf = Vec::new();
+        let long = "x".repeat(300);
+        put_string_attribute(9, "step_function.input", &long, &mut buf);
+        put_string_attribute(9, "", "", &mut buf);
+        put_double_attribute(9, "step_function.retry_count", 2.5, &mut buf);
+        let want = Holder {
+            attributes: vec![
+                kv("step_function.input", string_value(&long)),
+                kv("", string_value("")),
+                kv("step_function.retry_count", double_value(2.5)),
+            ],
+        };
+        assert_eq!(Holder::decode(buf.as_slice()).unwrap(), want);
     }
 
     #[test]
