@@ -62,6 +62,12 @@ def check(path):
         assert "DD_TRACE_AGENT_URL" in conf
         names = [e["name"] for e in c["env"]]
         assert names.index("DD_AGENT_HOST") < names.index("DD_TRACE_AGENT_URL"), "$(DD_AGENT_HOST) expands"
+    if "otlp" in conf["STEPSTITCH_EXPORT"].split(","):
+        ep = conf.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        assert re.match(r"https?://", ep), "otlp needs OTEL_EXPORTER_OTLP_ENDPOINT as an http(s) URL"
+        assert not ep.rstrip("/").endswith(("/v1/traces", "/v1/metrics", "/v1/logs")), "a base URL, not a signal's"
+        assert ":4317" not in ep, "OTLP/HTTP, not the gRPC port"
+        assert "OTEL_EXPORTER_OTLP_HEADERS" not in conf, "receiver credentials come from a Secret"
     (ing,) = by["Ingress"]
     assert ing["spec"]["tls"], "Firehose needs HTTPS"
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]

@@ -1,9 +1,10 @@
-//! A minimal Datadog intake for load tests (`loadgen --fake-intake`): it
-//! accepts what the agentless exporter sends, decodes the trace payloads
-//! (gzip + protobuf `AgentPayload`) and counts the spans, so a load run
-//! measures the real export path and checks that every span arrived. It
-//! does not validate like the test suite's intake (tests/common/intake.rs);
-//! it only has to keep up.
+//! A minimal Datadog intake and OTLP/HTTP receiver for load tests
+//! (`loadgen --fake-intake`): it accepts what the agentless and `otlp`
+//! exporters send, decodes the trace payloads (gzip + protobuf
+//! `AgentPayload`, or `ExportTraceServiceRequest` on `/v1/traces`) and
+//! counts the spans, so a load run measures the real export path and
+//! checks that every span arrived. It does not validate like the test
+//! suite's fakes (tests/common/); it only has to keep up.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -45,12 +46,13 @@ async fn accept(
 ) -> StatusCode {
     counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     let path = uri.path();
-    if path.ends_with("/api/v0.2/traces") {
+    let otlp = path.ends_with("/v1/traces");
+    if otlp || path.ends_with("/api/v0.2/traces") {
         counts.trace_requests.fetch_add(1, Ordering::Relaxed);
         let gzipped = headers
             .get("content-encoding")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let spans = tokio::task::spawn_blocking(move || count_spans(&body, gzipped))
+        let spans = tokio::task::spawn_blocking(move || count_spans(&body, gzipped, otlp))
             .await
             .ok()
             .flatten();
@@ -71,7 +73,7 @@ async fn accept(
     StatusCode::ACCEPTED
 }
 
-fn count_spans(body: &[u8], gzipped: bool) -> Option<u64> {
+fn count_spans(body: &[u8], gzipped: bool, otlp: bool) -> Option<u64> {
     let mut plain = Vec::new();
     let bytes: &[u8] = if gzipped {
         flate2::read::GzDecoder::new(body)
@@ -81,6 +83,17 @@ fn count_spans(body: &[u8], gzipped: bool) -> Option<u64> {
     } else {
         body
     };
+    if otlp {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        let req = ExportTraceServiceRequest::decode(bytes).ok()?;
+        return Some(
+            req.resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len() as u64)
+                .sum(),
+        );
+    }
     let payload = pb::AgentPayload::decode(bytes).ok()?;
     Some(
         payload
