@@ -213,27 +213,6 @@ async fn span_lines_have_exactly_the_datadog_v04_fields() {
 }
 
 #[test]
-fn the_otlp_exporter_is_refused_until_it_exists() {
-    let (status, stderr) = common::run_to_exit(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--export",
-            "otlp",
-        ],
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")],
-    );
-    assert!(!status.success());
-    assert!(
-        stderr.contains("STEPSTITCH_EXPORT") && stderr.contains("not in this build yet"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn an_agent_url_on_a_unix_socket_is_refused_naming_the_setting() {
     let (status, stderr) = common::run_to_exit(
         &["serve", "--export", "datadog-agent"],

@@ -92,18 +92,6 @@ impl OtlpExporter {
         give_up: CancellationToken,
     ) -> Result<Self, OtlpError> {
         let transport: Arc<dyn Transport> = Arc::new(Client::new(s.timeout)?);
-        Ok(Self::with_transport(
-            s, transport, budget, lane_cfg, give_up,
-        ))
-    }
-
-    pub fn with_transport(
-        s: &OtlpSettings,
-        transport: Arc<dyn Transport>,
-        budget: Budget,
-        lane_cfg: LaneConfig,
-        give_up: CancellationToken,
-    ) -> Self {
         // Which signals go out; not the URLs (they may hold credentials).
         tracing::info!(
             traces = s.traces_url.is_some(),
@@ -135,12 +123,12 @@ impl OtlpExporter {
                 resources: resources.clone(),
             })
         });
-        Self {
+        Ok(Self {
             traces,
             metrics,
             logs,
             tasks: lanes.tasks(),
-        }
+        })
     }
 
     /// A signal without an endpoint is let go (its receipt released).
