@@ -367,15 +367,27 @@ impl<'a> Builder<'a> {
                     Details::MapIteration { index, .. } => *index,
                     _ => None,
                 };
-                let found = self.find_frame(base, |f| {
-                    matches!(&f.kind, FrameKind::Iteration { index, end: None, .. } if idx.is_none_or(|x| x == *index))
+                let open_iteration = |f: &Frame| matches!(&f.kind, FrameKind::Iteration { index, end: None, .. } if idx.is_none_or(|x| x == *index));
+                // An aborted iteration's event points at the sibling whose
+                // failure aborted it: not up from there, but a sibling.
+                let found = self.find_frame(base, open_iteration).or_else(|| {
+                    let map = self.find_state(base, |s| s.state_type == "Map")?;
+                    (0..self.frames.len()).rev().find(|&f| {
+                        self.frames[f].parent_state == Some(map) && open_iteration(&self.frames[f])
+                    })
                 });
-                if let Some(f) = found {
-                    if let FrameKind::Iteration { end, .. } = &mut self.frames[f].kind {
-                        *end = Some(i);
-                    }
+                let Some(f) = found else { return base };
+                if let FrameKind::Iteration { end, .. } = &mut self.frames[f].kind {
+                    *end = Some(i);
                 }
-                base
+                if e.kind != MapIterationAborted {
+                    // The iteration ends with what it points at.
+                    return base;
+                }
+                // An abort points at a sibling's failure, which must not
+                // seem to last until here: placed in the Map.
+                let fr = &self.frames[f];
+                (fr.parent_frame.unwrap_or(0), fr.parent_state)
             }
             ParallelStateSucceeded
             | ParallelStateFailed
@@ -409,12 +421,13 @@ impl<'a> Builder<'a> {
                 } else {
                     "Wait"
                 };
-                if let Some(s) =
-                    self.find_state(base, |s| s.state_type == want && s.exited.is_none())
-                {
-                    self.states[s].closed_by.get_or_insert(i);
+                match self.aborted_state(i, base, want) {
+                    Some(s) => {
+                        self.abort(s, i, base);
+                        (self.states[s].frame, Some(s))
+                    }
+                    None => base,
                 }
-                base
             }
             EvaluationFailed => {
                 let target = match &e.details {
@@ -469,6 +482,102 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The states whose span encloses event context `ctx`: its state and
+    /// every Map or Parallel state around it.
+    fn chain(&self, ctx: (FrameIdx, Option<StateIdx>)) -> Vec<StateIdx> {
+        let mut out: Vec<StateIdx> = ctx.1.into_iter().collect();
+        let mut frame = Some(ctx.0);
+        while let Some(f) = frame {
+            out.extend(self.frames[f].parent_state);
+            frame = self.frames[f].parent_frame;
+        }
+        out
+    }
+
+    /// Whether container state `c` encloses state `s`.
+    fn inside(&self, s: StateIdx, c: StateIdx) -> bool {
+        self.chain((self.states[s].frame, None)).contains(&c)
+    }
+
+    /// The state a `{Task,Wait,Map,Parallel}StateAborted` at `i` closes.
+    /// When it points at a failure, it closes either the failing state
+    /// itself (a Task that fails inside a branch is logged as aborted) or
+    /// sibling work the failure aborted (AWS links every abort of a failing
+    /// Map's or Parallel's other iterations and branches to the first
+    /// failure): an open state of that type inside the innermost container
+    /// around the failure, not on the failure's own path, the earliest
+    /// entered first (the aborts of one failure share their moment, so
+    /// which of two equal candidates an abort closes moves an end by
+    /// milliseconds at most). The failing state is meant when the aborts of
+    /// this type pointing at the failure outnumber the siblings. Otherwise
+    /// the abort points into its own state's work: walk up from there.
+    fn aborted_state(
+        &self,
+        i: usize,
+        base: (FrameIdx, Option<StateIdx>),
+        ty: &str,
+    ) -> Option<StateIdx> {
+        let open = |s: &StateRec| s.state_type == ty && s.exited.is_none() && s.closed_by.is_none();
+        let e = self.ev(i);
+        let prev = self
+            .position(e.previous_event_id)
+            .map(|p| self.ev(p).kind.as_str());
+        let after_failure = prev.is_some_and(|k| k.ends_with("Failed") || k.ends_with("TimedOut"));
+        if !after_failure {
+            return self.find_state(base, open);
+        }
+        let chain = self.chain(base);
+        let siblings: Vec<StateIdx> = chain
+            .iter()
+            .copied()
+            .filter(|&c| matches!(self.states[c].state_type, "Map" | "Parallel"))
+            .map(|c| {
+                (0..self.states.len())
+                    .filter(|&s| {
+                        open(&self.states[s])
+                            && self.states[s].entered < i
+                            && !chain.contains(&s)
+                            && self.inside(s, c)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .find(|found| !found.is_empty())
+            .unwrap_or_default();
+        let own = base.1.filter(|&x| open(&self.states[x]));
+        if let Some(x) = own {
+            let aborts = self
+                .events
+                .iter()
+                .filter(|a| a.previous_event_id == e.previous_event_id && a.kind == e.kind)
+                .count();
+            if aborts > siblings.len() {
+                return Some(x);
+            }
+        }
+        siblings.into_iter().min_by_key(|&s| self.states[s].entered)
+    }
+
+    /// Closes state `s` at abort event `i`, failed with `States.Aborted`
+    /// and, as the cause, the failure that aborted it when `base` is one.
+    fn abort(&mut self, s: StateIdx, i: usize, base: (FrameIdx, Option<StateIdx>)) {
+        let kind = self.ev(i).kind.as_str();
+        let why = base
+            .1
+            .filter(|&f| f != s)
+            .and_then(|f| {
+                let st = &self.states[f];
+                let error = st.failure.as_ref()?.error.as_deref().unwrap_or("a failure");
+                Some(format!("{kind}: {} failed ({error})", st.name))
+            })
+            .unwrap_or_else(|| kind.to_owned());
+        let st = &mut self.states[s];
+        st.closed_by.get_or_insert(i);
+        st.failure.get_or_insert(Failure {
+            error: Some("States.Aborted".into()),
+            cause: Some(why.into()),
+        });
+    }
+
     /// `Parallel`/`Map` Started/Succeeded/Failed/Aborted: the nearest
     /// enclosing state of that type, whatever branch the event points into.
     fn close_container(
@@ -478,26 +587,29 @@ impl<'a> Builder<'a> {
         ty: &str,
     ) -> (FrameIdx, Option<StateIdx>) {
         let e = self.ev(i);
+        let aborted = matches!(
+            e.kind,
+            EventKind::ParallelStateAborted | EventKind::MapStateAborted
+        );
+        if aborted {
+            if let Some(s) = self.aborted_state(i, base, ty) {
+                self.abort(s, i, base);
+                return (self.states[s].frame, Some(s));
+            }
+            return base;
+        }
         match self.find_state(base, |s| s.state_type == ty && s.exited.is_none()) {
             Some(s) => {
                 let failed = matches!(
                     e.kind,
-                    EventKind::ParallelStateFailed
-                        | EventKind::ParallelStateAborted
-                        | EventKind::MapStateFailed
-                        | EventKind::MapStateAborted
+                    EventKind::ParallelStateFailed | EventKind::MapStateFailed
                 );
                 if failed {
                     self.states[s].closed_by.get_or_insert(i);
                     if self.states[s].failure.is_none() {
                         // Inherit the failure of what failed inside, when it says.
                         let inner = base.1.and_then(|c| self.states[c].failure.clone());
-                        let what = if matches!(
-                            e.kind,
-                            EventKind::ParallelStateAborted | EventKind::MapStateAborted
-                        ) {
-                            "States.Aborted"
-                        } else if ty == "Parallel" {
+                        let what = if ty == "Parallel" {
                             "States.BranchFailed"
                         } else {
                             "States.ItemFailed"

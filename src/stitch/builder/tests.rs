@@ -381,3 +381,159 @@ fn a_partial_build_emits_only_final_spans_and_says_what_can_go() {
         assert!(done.spans.contains(s), "{s:#?}");
     }
 }
+
+/// A concurrent Map as AWS logs it when iteration 0's Task fails: every
+/// abort of the other iterations, and `MapStateFailed`, point at the
+/// failure (fixtures README §2.2), not into their own iteration.
+fn map_with_a_failing_iteration() -> Vec<Event> {
+    let it = |i: u64| json!({"name": "M", "index": i});
+    events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "MapStateEntered", entered("M"), 1, 0),
+        (3, 2, "MapStateStarted", json!({"length": 3}), 2, 0),
+        (4, 3, "MapIterationStarted", it(0), 3, 0),
+        (5, 3, "MapIterationStarted", it(1), 3, 0),
+        (6, 3, "MapIterationStarted", it(2), 3, 0),
+        (7, 4, "TaskStateEntered", entered("Work"), 4, 0),
+        (8, 5, "TaskStateEntered", entered("Work"), 5, 0),
+        (9, 6, "WaitStateEntered", entered("Pause"), 6, 0),
+        (
+            10,
+            7,
+            "TaskScheduled",
+            json!({"resourceType": "lambda", "resource": "invoke", "region": "eu-west-1", "parameters": "{}"}),
+            7,
+            0,
+        ),
+        (
+            11,
+            8,
+            "TaskScheduled",
+            json!({"resourceType": "lambda", "resource": "invoke", "region": "eu-west-1", "parameters": "{}"}),
+            8,
+            0,
+        ),
+        (
+            12,
+            10,
+            "TaskFailed",
+            json!({"error": "Boom", "cause": "bad item"}),
+            20,
+            0,
+        ),
+        (13, 12, "MapIterationFailed", it(0), 21, 0),
+        (14, 12, "TaskStateAborted", json!({}), 22, 0),
+        (15, 12, "MapIterationAborted", it(1), 23, 0),
+        (16, 12, "WaitStateAborted", json!({}), 24, 0),
+        (17, 12, "MapIterationAborted", it(2), 25, 0),
+        (18, 12, "MapStateFailed", json!({}), 26, 0),
+        (
+            19,
+            18,
+            "ExecutionFailed",
+            json!({"error": "States.ItemFailed"}),
+            27,
+            0,
+        ),
+    ])
+}
+
+#[test]
+fn aborted_iterations_and_states_end_at_their_own_abort_events() {
+    let s = spans(&map_with_a_failing_iteration());
+    let map = one(&s, op::STATE, "M");
+    assert_eq!(ms(map), (1, 25), "the Map ends at MapStateFailed");
+    let i0 = one(&s, op::MAP_ITERATION, "M[0]");
+    let i1 = one(&s, op::MAP_ITERATION, "M[1]");
+    let i2 = one(&s, op::MAP_ITERATION, "M[2]");
+    assert_eq!(ms(i0), (3, 18), "ends at its MapIterationFailed");
+    assert_eq!(ms(i1), (3, 20), "ends at its own MapIterationAborted");
+    assert_eq!(ms(i2), (3, 22));
+    for i in [i1, i2] {
+        assert_eq!(i.error, 1);
+        assert_eq!(i.meta["error.type"], "States.Aborted");
+        assert_eq!(i.parent_id, map.span_id);
+    }
+    let works: Vec<&Span> = s.iter().filter(|x| x.resource == "Work").collect();
+    let failed = works.iter().find(|w| w.parent_id == i0.span_id).unwrap();
+    let aborted = works.iter().find(|w| w.parent_id == i1.span_id).unwrap();
+    assert_eq!(
+        ms(failed),
+        (4, 17),
+        "the failure ends with the iteration it fails"
+    );
+    assert_eq!(failed.meta["error.type"], "Boom");
+    assert_eq!(
+        ms(aborted),
+        (5, 17),
+        "ends at TaskStateAborted, not at the failure"
+    );
+    assert_eq!(aborted.error, 1);
+    assert_eq!(aborted.meta["error.type"], "States.Aborted");
+    assert_eq!(
+        aborted.meta["error.message"],
+        "TaskStateAborted: Work failed (Boom)"
+    );
+    let pause = one(&s, op::STATE, "Pause");
+    assert_eq!(pause.parent_id, i2.span_id);
+    assert_eq!(ms(pause), (6, 18), "ends at WaitStateAborted");
+    assert_eq!(pause.meta["error.type"], "States.Aborted");
+}
+
+#[test]
+fn a_failing_branch_aborts_the_other_and_the_parallel_ends_at_its_failure() {
+    let ev = events(&[
+        (1, 0, "ExecutionStarted", started(), 0, 0),
+        (2, 0, "ParallelStateEntered", entered("P"), 1, 0),
+        (3, 2, "ParallelStateStarted", json!({}), 2, 0),
+        (4, 3, "TaskStateEntered", entered("A"), 3, 0),
+        (5, 3, "ParallelStateEntered", entered("Inner"), 4, 0),
+        (6, 5, "ParallelStateStarted", json!({}), 5, 0),
+        (7, 6, "WaitStateEntered", entered("W"), 6, 0),
+        (
+            8,
+            4,
+            "TaskScheduled",
+            json!({"resourceType": "sqs", "resource": "sendMessage", "region": "eu-west-1", "parameters": "{}"}),
+            7,
+            0,
+        ),
+        (9, 8, "TaskFailed", json!({"error": "SQS.Boom"}), 30, 0),
+        // The failing Task itself is logged as aborted, as AWS does in a branch.
+        (10, 9, "TaskStateAborted", json!({}), 31, 0),
+        (11, 9, "WaitStateAborted", json!({}), 31, 0),
+        (12, 9, "ParallelStateAborted", json!({}), 32, 0),
+        (13, 9, "ParallelStateFailed", json!({}), 33, 0),
+        (
+            14,
+            13,
+            "ExecutionFailed",
+            json!({"error": "SQS.Boom"}),
+            34,
+            0,
+        ),
+    ]);
+    let s = spans(&ev);
+    let p = one(&s, op::STATE, "P");
+    assert_eq!(ms(p), (1, 32), "the Parallel ends at ParallelStateFailed");
+    assert_eq!(p.meta["error.type"], "SQS.Boom");
+    let inner = one(&s, op::STATE, "Inner");
+    assert_eq!(
+        ms(inner),
+        (4, 28),
+        "the nested Parallel ends at its own abort"
+    );
+    assert_eq!(inner.meta["error.type"], "States.Aborted");
+    let w = one(&s, op::STATE, "W");
+    assert_eq!(ms(w), (6, 25));
+    assert_eq!(w.meta["error.type"], "States.Aborted");
+    let a = one(&s, op::STATE, "A");
+    assert_eq!(ms(a), (3, 28), "the failing Task ends at its own abort");
+    assert_eq!(a.meta["error.type"], "SQS.Boom", "and keeps its failure");
+    let b = one(&s, op::PARALLEL_BRANCH, "Inner");
+    assert_eq!(
+        ms(b),
+        (4, 28),
+        "the aborted branch ends with its last state"
+    );
+}
