@@ -223,10 +223,10 @@ fn every_fixture_has_a_correct_tree() {
             .count();
         assert_eq!(attempt_spans, retries, "{name}: one span per retry attempt");
 
-        // Distributed Map runs.
+        // Distributed Map runs: one per run started or redriven.
         let runs = events
             .iter()
-            .filter(|e| e.kind == EventKind::MapRunStarted)
+            .filter(|e| matches!(e.kind, EventKind::MapRunStarted | EventKind::MapRunRedriven))
             .count();
         assert_eq!(
             spans.iter().filter(|s| s.name == op::MAP_RUN).count(),

@@ -234,6 +234,16 @@ impl<'b, 'a> Dress<'b, 'a> {
         }
     }
 
+    /// The first terminal event after position `from`, when the execution
+    /// (or its redrive) ended other than by succeeding: what stopped the
+    /// work still open then.
+    pub fn failed_terminal_after(&self, from: usize) -> Option<usize> {
+        let ev = self.b.events;
+        (from..ev.len())
+            .find(|&j| ev[j].kind.is_execution_terminal())
+            .filter(|&t| ev[t].kind != EventKind::ExecutionSucceeded)
+    }
+
     /// The position of the event a state's span ends at.
     pub fn end_of_state(&self, si: StateIdx) -> usize {
         let b = self.b;
@@ -253,10 +263,12 @@ impl<'b, 'a> Dress<'b, 'a> {
             };
         }
         // Left open: it ends at the last event it caused (a Fail state at the
-        // failure it triggered); when nothing followed from it (an abort),
-        // where the execution or redrive ended; with no terminal at all, at
-        // the last event seen.
-        if s.last > s.entered {
+        // failure it triggered), unless that event says work was still
+        // going on (a task started, a child entered): then, as when nothing
+        // followed from it, it ran until the execution or redrive ended
+        // (stopped, timed out); with no terminal at all, at the last event
+        // seen.
+        if s.last > s.entered && !in_progress(&ev[s.last].kind) {
             return s.last;
         }
         let terminal = (s.entered..ev.len()).find(|&j| ev[j].kind.is_execution_terminal());
@@ -266,4 +278,24 @@ impl<'b, 'a> Dress<'b, 'a> {
             None => self.last,
         }
     }
+}
+
+/// An event after which the work it belongs to goes on.
+fn in_progress(kind: &EventKind) -> bool {
+    use EventKind::*;
+    matches!(
+        kind,
+        TaskScheduled
+            | TaskStarted
+            | TaskSubmitted
+            | ActivityScheduled
+            | ActivityStarted
+            | LambdaFunctionScheduled
+            | LambdaFunctionStarted
+            | MapStateStarted
+            | MapIterationStarted
+            | MapRunStarted
+            | MapRunRedriven
+            | ParallelStateStarted
+    ) || kind.as_str().ends_with("StateEntered")
 }

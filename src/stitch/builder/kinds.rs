@@ -71,7 +71,12 @@ pub(super) fn frame_ends(d: &Dress<'_, '_>) -> FrameEnds {
     let mut failed = vec![false; b.frames.len()];
     for (si, st) in b.states.iter().enumerate() {
         let e = d.end_of_state(si);
-        if st.state_type == "Fail" || (st.exited.is_none() && st.failure.is_some()) {
+        // Stopped with the execution: open, inside nothing that exited.
+        let stopped = st.exited.is_none()
+            && st.closed_by.is_none()
+            && b.exited_ancestor(si).is_none()
+            && d.failed_terminal_after(st.entered).is_some();
+        if st.state_type == "Fail" || (st.exited.is_none() && st.failure.is_some()) || stopped {
             failed[st.frame] = true;
         }
         let mut f = Some(st.frame);
@@ -147,17 +152,27 @@ fn iteration(
 ) -> Built {
     let b = d.b;
     let ev = b.events;
+    let end = own_end.unwrap_or(contained_end.unwrap_or(start).max(start));
     let mut s = d.span(
         f.span_id,
         frame_parent(d, f),
         op::MAP_ITERATION,
         &format!("{name}[{index}]"),
         start,
-        own_end.unwrap_or(contained_end.unwrap_or(start).max(start)),
+        end,
         ev[start].redrive_count,
     );
     s.metrics
         .insert("step_function.map.iteration_index", index as f64);
+    let map_open = f
+        .parent_state
+        .is_some_and(|p| b.states[p].exited.or(b.states[p].closed_by).is_none());
+    if own_end.is_none() && map_open {
+        // Still running when the execution stopped, timed out or failed.
+        if let Some(t) = d.failed_terminal_after(start) {
+            Dress::set_error(&mut s, ev[t].details.failure());
+        }
+    }
     if let Some(e) = own_end {
         if matches!(
             ev[e].kind,
@@ -333,13 +348,25 @@ pub(super) fn map_runs(d: &Dress<'_, '_>, si: StateIdx, state_end: usize) -> Vec
         );
         if let Details::MapRunStarted {
             map_run_arn: Some(m),
+        }
+        | Details::MapRunRedriven {
+            map_run_arn: Some(m),
+            ..
         } = &ev[*start].details
         {
             sr.meta.insert("step_function.map_run_arn", &**m);
         }
         if let Some(e) = end {
-            if ev[*e].kind != EventKind::MapRunSucceeded {
-                Dress::set_error(&mut sr, ev[*e].details.failure());
+            match ev[*e].kind {
+                EventKind::MapRunSucceeded => {}
+                EventKind::MapRunAborted => Dress::set_error(
+                    &mut sr,
+                    Some(&Failure {
+                        error: Some("States.Aborted".into()),
+                        cause: None,
+                    }),
+                ),
+                _ => Dress::set_error(&mut sr, ev[*e].details.failure()),
             }
         }
         out.push((sr, end.is_some() || b.state_final(si)));

@@ -370,8 +370,19 @@ impl<'a> Builder<'a> {
                 let open_iteration = |f: &Frame| matches!(&f.kind, FrameKind::Iteration { index, end: None, .. } if idx.is_none_or(|x| x == *index));
                 // An aborted iteration's event points at the sibling whose
                 // failure aborted it: not up from there, but a sibling.
+                let name = match &e.details {
+                    Details::MapIteration { name: Some(n), .. } => Some(n.to_string()),
+                    _ => None,
+                };
                 let found = self.find_frame(base, open_iteration).or_else(|| {
-                    let map = self.find_state(base, |s| s.state_type == "Map")?;
+                    // The Map it names (the latest entered), else the one around.
+                    let named = name.and_then(|n| {
+                        (0..self.states.len()).rev().find(|&s| {
+                            let st = &self.states[s];
+                            st.state_type == "Map" && st.name == n && st.exited.is_none()
+                        })
+                    });
+                    let map = named.or_else(|| self.find_state(base, |s| s.state_type == "Map"))?;
                     (0..self.frames.len()).rev().find(|&f| {
                         self.frames[f].parent_state == Some(map) && open_iteration(&self.frames[f])
                     })
@@ -396,7 +407,8 @@ impl<'a> Builder<'a> {
             MapStateSucceeded | MapStateFailed | MapStateAborted | MapStateStarted => {
                 self.close_container(i, base, "Map")
             }
-            MapRunStarted => {
+            // A redriven Map Run runs again under the re-entered Map state.
+            MapRunStarted | MapRunRedriven => {
                 if let Some(m) = self.find_state(base, |s| s.state_type == "Map") {
                     self.states[m].map_runs.push((i, None));
                 }
@@ -404,6 +416,10 @@ impl<'a> Builder<'a> {
             }
             MapRunSucceeded | MapRunFailed | MapRunAborted => {
                 if let Some(m) = self.find_state(base, |s| s.state_type == "Map") {
+                    if let Some(f) = e.details.failure() {
+                        // What the Map state fails with next (MapStateFailed).
+                        self.states[m].failure.get_or_insert(f.clone());
+                    }
                     if let Some(run) = self.states[m]
                         .map_runs
                         .iter_mut()
