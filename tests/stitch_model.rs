@@ -457,3 +457,60 @@ fn span_ids_unique_across_all_fixtures() {
         }
     }
 }
+
+/// What docs/traces.md's comparison with Datadog says every span carries,
+/// checked on every fixture's spans.
+#[test]
+fn spans_carry_what_the_datadog_comparison_table_says() {
+    let mut kinds = HashSet::new();
+    for f in fixtures::all() {
+        let spans = build_spans(&events_of(&f), &cfg(), None);
+        for s in &spans {
+            let what = format!("{} {} {}", f.name, s.name, s.resource);
+            assert_eq!(s.meta["trace_type"], "stepfunctions", "{what}");
+            assert_eq!(s.span_type, "serverless", "{what}");
+            assert!(!s.meta.contains_key("_dd.origin"), "{what}");
+            let redrive = s.meta.contains_key("redrive");
+            if redrive {
+                assert_eq!(s.meta["redrive"], "true");
+                assert_eq!(s.name, op::EXECUTION);
+            }
+            let calls_out = s.name == op::STATE
+                && (s.meta.contains_key("function_arn")
+                    || s.meta
+                        .get("step_function.resource_type")
+                        .map(|t| t.as_str())
+                        == Some("lambda")
+                    || s.meta
+                        .get("step_function.resource")
+                        .is_some_and(|r| r.starts_with("startExecution")));
+            let want = if s.name == op::EXECUTION && !redrive {
+                "server"
+            } else if calls_out {
+                "client"
+            } else {
+                "internal"
+            };
+            assert_eq!(s.meta["span.kind"], want, "{what}");
+            kinds.insert(want);
+        }
+        let roots: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == op::EXECUTION && !s.meta.contains_key("redrive"))
+            .collect();
+        for r in roots {
+            // An upstream 64-bit context has no upper half to carry.
+            let upstream = r
+                .meta
+                .get("step_function.context_source")
+                .map(|c| c.as_str())
+                == Some("upstream");
+            assert!(
+                upstream || r.meta.contains_key("_dd.p.tid"),
+                "{}: the execution span carries _dd.p.tid",
+                f.name
+            );
+        }
+    }
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+}

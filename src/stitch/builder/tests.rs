@@ -268,6 +268,27 @@ fn state_span_carries_type_resource_function_and_retry_count() {
     assert_eq!(state.meta["step_function.input"], "{\"k\":1}");
     assert_eq!(state.meta["step_function.output"], "{\"k\":2}");
     assert_eq!(state.error, 0, "the last attempt succeeded");
+    // It calls a Lambda function; the execution serves its caller.
+    assert_eq!(state.meta["span.kind"], "client");
+    assert_eq!(exec.meta["span.kind"], "server");
+    let attempt = charge
+        .iter()
+        .find(|s| s.parent_id == state.span_id)
+        .unwrap();
+    assert_eq!(attempt.meta["span.kind"], "client");
+}
+
+#[test]
+fn span_kind_is_internal_for_work_that_calls_nothing() {
+    let s = spans(&map_with_a_failing_iteration());
+    for x in &s {
+        let want = match (x.name, x.resource.as_str()) {
+            (op::EXECUTION, _) => "server",
+            (op::STATE, "Work") => "client",
+            _ => "internal",
+        };
+        assert_eq!(x.meta["span.kind"], want, "{} {}", x.name, x.resource);
+    }
 }
 
 #[test]
