@@ -34,6 +34,7 @@ fn events_of(f: &Fixture) -> Vec<Event> {
 fn reviewed_outlines() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut n = 0;
+    let mut covered: HashSet<String> = HashSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("tree") {
@@ -41,6 +42,7 @@ fn reviewed_outlines() {
         }
         let name = path.file_stem().unwrap().to_str().unwrap();
         let f = Fixture::load(name);
+        covered.extend(events_of(&f).iter().map(|e| e.kind.as_str().to_owned()));
         let got = stepstitch::stitch::render_tree(&build_spans(&events_of(&f), &cfg(), None));
         let want = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
@@ -49,7 +51,15 @@ fn reviewed_outlines() {
         );
         n += 1;
     }
-    assert!(n >= 17, "a reviewed outline went missing: {n}");
+    assert!(n >= 25, "a reviewed outline went missing: {n}");
+    // Every one of the 62 event types occurs in an execution with a
+    // reviewed outline.
+    let missing: Vec<&str> = EventKind::KNOWN
+        .iter()
+        .map(EventKind::as_str)
+        .filter(|k| !covered.contains(*k))
+        .collect();
+    assert!(missing.is_empty(), "no reviewed outline shows {missing:?}");
 }
 
 fn by_id(spans: &[Span]) -> HashMap<u64, &Span> {
