@@ -119,6 +119,11 @@ impl<'b, 'a> Dress<'b, 'a> {
 
         let mut common = Meta::with_capacity(12 + b.cfg.tags.len());
         common.insert("trace_type", "stepfunctions");
+        // Replaced on executions and on Tasks that call out (kinds.rs).
+        common.insert(
+            "span.kind",
+            SmolStr::new_static(super::kinds::kind::INTERNAL),
+        );
         common.insert("step_function.execution_arn", arn);
         if let Some(a) = &parsed {
             common.insert("step_function.execution_name", a.execution_name);

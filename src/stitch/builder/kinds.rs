@@ -8,13 +8,16 @@ use super::place::{Builder, Frame, FrameKind, StateIdx};
 use crate::events::{Details, EventKind, Failure};
 use crate::stitch::ids;
 use crate::stitch::span::{op, Span};
+use smol_str::SmolStr;
 
 /// A span and whether it is final.
 pub(super) type Built = (Span, bool);
 
 /// `span.kind` (Datadog's and OpenTelemetry's vocabulary): an execution
 /// serves its caller, a Task that invokes a Lambda function or starts an
-/// execution is a client of it, the rest is internal work.
+/// execution is a client of it, the rest is internal work (the default,
+/// among the tags every span of an execution shares: replacing one tag on
+/// the few others is cheaper than adding one to every span).
 pub(super) mod kind {
     pub const SERVER: &str = "server";
     pub const CLIENT: &str = "client";
@@ -29,14 +32,6 @@ fn calls_out(st: &super::place::StateRec) -> bool {
     let lambda = rt == "lambda" || (rt == "aws-sdk:lambda" && r == "invoke");
     let start = (rt == "states" || rt == "aws-sdk:sfn") && r.starts_with("startExecution");
     lambda || start || st.function_arn.is_some()
-}
-
-fn task_kind(st: &super::place::StateRec) -> &'static str {
-    if calls_out(st) {
-        kind::CLIENT
-    } else {
-        kind::INTERNAL
-    }
 }
 
 /// The execution span: `ExecutionStarted` (or the first event seen) to the
@@ -60,7 +55,8 @@ pub(super) fn execution(d: &Dress<'_, '_>) -> Option<Built> {
     if let Some(tid) = &d.trace.tid {
         exec.meta.insert("_dd.p.tid", tid.as_str());
     }
-    exec.meta.insert("span.kind", kind::SERVER);
+    exec.meta
+        .insert("span.kind", SmolStr::new_static(kind::SERVER));
     if d.trace.source != "own" {
         exec.meta
             .insert("step_function.context_source", d.trace.source);
@@ -160,7 +156,6 @@ fn redrive(d: &Dress<'_, '_>, f: &Frame, event: usize, end: Option<usize>) -> Bu
         ev[event].redrive_count,
     );
     s.meta.insert("redrive", "true");
-    s.meta.insert("span.kind", kind::INTERNAL);
     if let Some(e) = end {
         if ev[e].kind != EventKind::ExecutionSucceeded {
             Dress::set_error(&mut s, ev[e].details.failure());
@@ -193,7 +188,6 @@ fn iteration(
     );
     s.metrics
         .insert("step_function.map.iteration_index", index as f64);
-    s.meta.insert("span.kind", kind::INTERNAL);
     let map_open = f
         .parent_state
         .is_some_and(|p| b.states[p].exited.or(b.states[p].closed_by).is_none());
@@ -240,7 +234,6 @@ fn branch(
         end.unwrap_or(first.entered),
         b.events[first.entered].redrive_count,
     );
-    s.meta.insert("span.kind", kind::INTERNAL);
     if failed {
         Dress::set_error(&mut s, None);
     }
@@ -269,7 +262,10 @@ pub(super) fn state(d: &Dress<'_, '_>, si: StateIdx, end: usize) -> Built {
     );
     s.meta.insert("step_function.state_name", st.name.as_str());
     s.meta.insert("step_function.state_type", st.state_type);
-    s.meta.insert("span.kind", task_kind(st));
+    if calls_out(st) {
+        s.meta
+            .insert("span.kind", SmolStr::new_static(kind::CLIENT));
+    }
     let retries = st.attempts.len().saturating_sub(1);
     s.metrics
         .insert("step_function.retry_count", retries as f64);
@@ -347,7 +343,10 @@ pub(super) fn attempts(d: &Dress<'_, '_>, si: StateIdx, state_end: usize) -> Vec
         sa.meta.insert("step_function.state_name", st.name.as_str());
         sa.meta.insert("step_function.state_type", st.state_type);
         sa.meta.insert("step_function.attempt", n.to_string());
-        sa.meta.insert("span.kind", task_kind(st));
+        if calls_out(st) {
+            sa.meta
+                .insert("span.kind", SmolStr::new_static(kind::CLIENT));
+        }
         sa.metrics.insert("step_function.retry_count", n as f64);
         if let Some(rt) = &st.resource_type {
             sa.meta.insert("step_function.resource_type", rt.as_str());
@@ -379,7 +378,6 @@ pub(super) fn map_runs(d: &Dress<'_, '_>, si: StateIdx, state_end: usize) -> Vec
             end.unwrap_or(state_end),
             ev[*start].redrive_count,
         );
-        sr.meta.insert("span.kind", kind::INTERNAL);
         if let Details::MapRunStarted {
             map_run_arn: Some(m),
         }

@@ -367,24 +367,24 @@ impl<'a> Builder<'a> {
                     Details::MapIteration { index, .. } => *index,
                     _ => None,
                 };
-                let name = match &e.details {
-                    Details::MapIteration { name: Some(n), .. } => Some(n.to_string()),
+                let name: Option<&str> = match &e.details {
+                    Details::MapIteration { name: Some(n), .. } => Some(n),
                     _ => None,
                 };
                 // Index and Map name: an iteration of an enclosing Map can
                 // have the same index (found by tests/stitch_generated.rs).
                 let open_iteration = |f: &Frame| {
                     matches!(&f.kind, FrameKind::Iteration { index, end: None, name: n, .. }
-                        if idx.is_none_or(|x| x == *index) && name.as_ref().is_none_or(|m| m == n))
+                        if idx.is_none_or(|x| x == *index) && name.is_none_or(|m| m == n))
                 };
                 // An aborted iteration's event points at the sibling whose
                 // failure aborted it: not up from there, but a sibling.
                 let found = self.find_frame(base, open_iteration).or_else(|| {
                     // The Map it names (the latest entered), else the one around.
-                    let named = name.as_ref().and_then(|n| {
+                    let named = name.and_then(|n| {
                         (0..self.states.len()).rev().find(|&s| {
                             let st = &self.states[s];
-                            st.state_type == "Map" && &st.name == n && st.exited.is_none()
+                            st.state_type == "Map" && st.name == n && st.exited.is_none()
                         })
                     });
                     let map = named.or_else(|| self.find_state(base, |s| s.state_type == "Map"))?;
