@@ -249,7 +249,12 @@ pub fn read_events(path: &std::path::Path) -> Vec<serde_json::Value> {
 pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
     let mut cmd = Command::new(bin());
     scrub(&mut cmd);
+    // In a directory of its own: a server that gets as far as opening its
+    // default `./data` must not leave it in the repository (or share it
+    // with a test running beside it).
+    let cwd = tempfile::tempdir().unwrap();
     let out = cmd
+        .current_dir(cwd.path())
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
