@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 
 /// Executions logged at level ALL: each ends with a terminal event.
@@ -23,18 +22,10 @@ fn complete_fixtures() -> Vec<Fixture> {
         .collect()
 }
 
-fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = StringCache::default();
-    f.lines
-        .iter()
-        .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect()
-}
-
 fn expected_spans(fs: &[Fixture]) -> BTreeMap<u64, String> {
     let mut out = BTreeMap::new();
     for f in fs {
-        let ev = events(f);
+        let ev = f.events();
         for s in build_spans(&ev, &SpanConfig::default(), None) {
             out.insert(s.span_id, serde_json::to_value(&s).unwrap().to_string());
         }
@@ -253,19 +244,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let expected_times: usize = fs
         .iter()
         .map(|f| {
-            let ev = events(f);
-            stepstitch::stitch::builder::build(
-                ev.iter().collect(),
-                &SpanConfig::default(),
-                None,
-                &stepstitch::stitch::held::IdSet::default(),
-                &mut Default::default(),
-                stepstitch::stitch::builder::Mode::Final,
-            )
-            .samples
-            .iter()
-            .filter(|(_, m)| m.name == "aws.states.enhanced.execution.execution_time")
-            .count()
+            f.build()
+                .samples
+                .iter()
+                .filter(|(_, m)| m.name == "aws.states.enhanced.execution.execution_time")
+                .count()
         })
         .sum();
     assert!(

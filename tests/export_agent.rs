@@ -14,17 +14,7 @@ use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, Event, StringCache};
-use stepstitch::stitch::builder::{build, Mode, SpanConfig};
 use stepstitch::stitch::output::MetricKind;
-
-fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = StringCache::default();
-    f.lines
-        .iter()
-        .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect()
-}
 
 /// Keys the exporter adds for Datadog; checked on their own.
 const DRESSING: &[&str] = &["_sampling_priority_v1", "_dd.measured", "_dd.top_level"];
@@ -151,15 +141,7 @@ async fn traces_reach_the_test_agent_and_metrics_reach_dogstatsd() {
     let mut dists: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
     let mut trace_ids = HashSet::new();
     for f in &fs {
-        let ev = events(f);
-        let b = build(
-            ev.iter().collect(),
-            &SpanConfig::default(),
-            None,
-            &stepstitch::stitch::held::IdSet::default(),
-            &mut Default::default(),
-            Mode::Final,
-        );
+        let b = f.build();
         for s in b.spans {
             trace_ids.insert(s.trace_id);
             let (id, v) = neutral(serde_json::to_value(&s).unwrap());

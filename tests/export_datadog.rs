@@ -11,19 +11,10 @@ use libdd_trace_protobuf::pb;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, Event, StringCache};
 use stepstitch::stitch::builder::{build_spans, SpanConfig};
 use stepstitch::stitch::span::Span;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-
-fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = StringCache::default();
-    f.lines
-        .iter()
-        .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect()
-}
 
 /// The Datadog-only keys the exporter adds (checked separately).
 const DRESSING: &[&str] = &[
@@ -102,7 +93,7 @@ async fn traces_metrics_and_logs_arrive_decoded_and_correlated() {
     let mut n_events = 0usize;
     let mut entered_names: HashMap<(u64, u64), String> = HashMap::new();
     for f in &fs {
-        let ev = events(f);
+        let ev = f.events();
         n_events += ev.len();
         for s in build_spans(&ev, &SpanConfig::default(), None) {
             if s.name == "aws.stepfunctions.state" && !s.meta.contains_key("step_function.attempt")
@@ -239,7 +230,7 @@ async fn retries_split_on_413_and_drop_rejected_batches_with_a_count() {
     let fs: Vec<Fixture> = fixtures::all().into_iter().take(12).collect();
     let want: HashSet<u64> = fs
         .iter()
-        .flat_map(|f| build_spans(&events(f), &SpanConfig::default(), None))
+        .flat_map(|f| build_spans(&f.events(), &SpanConfig::default(), None))
         .map(|s| s.span_id)
         .collect();
     let s = server(&intake, &[], &[]);
@@ -311,7 +302,7 @@ async fn an_intake_outage_turns_into_503s_with_bounded_memory_and_loses_nothing(
         .filter(|f| f.meta["logging"]["level"] == "ALL")
         .max_by_key(|f| f.lines.len().min(60))
         .unwrap();
-    let per_exec = build_spans(&events(&template), &SpanConfig::default(), None).len();
+    let per_exec = build_spans(&template.events(), &SpanConfig::default(), None).len();
     let s = server(
         &intake,
         &[

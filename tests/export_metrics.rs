@@ -11,20 +11,9 @@ use common::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, Event, EventKind, StringCache};
+use stepstitch::events::{Event, EventKind};
 
 const P: &str = "aws.states.enhanced.";
-
-fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = StringCache::default();
-    let mut ev: Vec<Event> = f
-        .lines
-        .iter()
-        .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect();
-    ev.sort_by_key(|e| e.id);
-    ev
-}
 
 fn base_tags(f: &Fixture) -> Vec<String> {
     let sm_arn = f.meta["state_machine_arn"].as_str().unwrap();
@@ -104,7 +93,7 @@ impl Expected {
 }
 
 fn expect(f: &Fixture, exp: &mut Expected) {
-    let ev = events(f);
+    let ev = f.events();
     let by_id: HashMap<u64, &Event> = ev.iter().map(|e| (e.id, e)).collect();
     let base = base_tags(f);
     let ms = 1_000_000i64;

@@ -15,17 +15,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use stepstitch::events::{parse_log_line, Event, StringCache};
-use stepstitch::stitch::builder::{build, build_spans, Mode, SpanConfig};
+use stepstitch::stitch::builder::{build_spans, SpanConfig};
 use stepstitch::stitch::output::MetricKind;
-
-fn events(f: &Fixture) -> Vec<Event> {
-    let mut arns = StringCache::default();
-    f.lines
-        .iter()
-        .map(|l| parse_log_line(l, &mut arns).unwrap())
-        .collect()
-}
 
 fn all_level() -> Vec<Fixture> {
     fixtures::all()
@@ -75,15 +66,7 @@ async fn every_fixture_reaches_a_real_otlp_receiver_once_and_maps_back_to_its_js
     let mut dists: BTreeMap<(String, Vec<String>), (u64, f64)> = BTreeMap::new();
     let mut gauges: HashSet<(String, Vec<String>)> = HashSet::new();
     for f in &fs {
-        let ev = events(f);
-        let b = build(
-            ev.iter().collect(),
-            &SpanConfig::default(),
-            None,
-            &stepstitch::stitch::held::IdSet::default(),
-            &mut Default::default(),
-            Mode::Final,
-        );
+        let b = f.build();
         want_spans += b.spans.len();
         for (_, m) in b.samples {
             let key = (m.name.to_owned(), m.tags.to_vec());
@@ -398,7 +381,7 @@ async fn retries_follow_otlp_rules_headers_are_sent_and_partial_success_is_count
         .into_iter()
         .find(|f| f.lines.len() >= 8)
         .unwrap();
-    let n = build_spans(&events(&f), &SpanConfig::default(), None).len();
+    let n = build_spans(&f.events(), &SpanConfig::default(), None).len();
     send_lines(&s, &fixtures::lines_of(std::slice::from_ref(&f)), 1000, "r").await;
     wait_for("the retried trace request", 30, async || {
         (fake.requests("/v1/traces").len() >= 2).then_some(())
@@ -490,7 +473,7 @@ async fn a_receiver_outage_turns_into_503s_for_firehose_and_loses_nothing() {
         .into_iter()
         .max_by_key(|f| f.lines.len().min(60))
         .unwrap();
-    let per_exec = build_spans(&events(&template), &SpanConfig::default(), None).len();
+    let per_exec = build_spans(&template.events(), &SpanConfig::default(), None).len();
     let s = fake_server(
         &fake,
         &[

@@ -40,6 +40,29 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Its log lines as events, in line (id) order.
+    pub fn events(&self) -> Vec<stepstitch::events::Event> {
+        let mut arns = stepstitch::events::StringCache::default();
+        self.lines
+            .iter()
+            .map(|l| stepstitch::events::parse_log_line(l, &mut arns).unwrap())
+            .collect()
+    }
+
+    /// What the builder makes of its events as a finished execution:
+    /// spans and metric samples, as the server emits them.
+    pub fn build(&self) -> stepstitch::stitch::builder::Build {
+        let ev = self.events();
+        stepstitch::stitch::builder::build(
+            ev.iter().collect(),
+            &stepstitch::stitch::builder::SpanConfig::default(),
+            None,
+            &stepstitch::stitch::held::IdSet::default(),
+            &mut Default::default(),
+            stepstitch::stitch::builder::Mode::Final,
+        )
+    }
+
     pub fn include_execution_data(&self) -> bool {
         self.meta["logging"]["includeExecutionData"]
             .as_bool()
