@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::firehose::{body, cwl_record, send_lines, Post};
+use common::firehose::{bodies, resend_until_accepted, send_lines, send_once};
 use common::fixtures::{self, lines_of, Fixture};
 use common::intake::{FakeIntake, DISTRIBUTIONS, LOGS, SERIES, TRACES};
 use common::Server;
@@ -280,19 +280,6 @@ async fn retries_split_on_413_and_drop_rejected_batches_with_a_count() {
     assert!(intake.violations().is_empty(), "{:?}", intake.violations());
 }
 
-/// Copies of one fixture execution under fresh execution names.
-fn copies(f: &Fixture, n: usize) -> Vec<(String, String)> {
-    let arn = f.execution_arn();
-    let mut out = Vec::new();
-    for i in 0..n {
-        let fresh = format!("{arn}-copy{i}");
-        for l in &f.lines {
-            out.push((f.state_machine().to_owned(), l.replace(arn, &fresh)));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn an_intake_outage_turns_into_503s_with_bounded_memory_and_loses_nothing() {
     let intake = FakeIntake::start(KEY).await;
@@ -318,52 +305,24 @@ async fn an_intake_outage_turns_into_503s_with_bounded_memory_and_loses_nothing(
         &[],
     );
     // Firehose's view: a request answered 503 is retried later, as is.
-    let lines = copies(&template, 3000);
-    let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-    for (i, chunk) in lines.chunks(400).enumerate() {
-        let mut by_sm: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (sm, l) in chunk {
-            by_sm.entry(sm).or_default().push(l.clone());
-        }
-        let records: Vec<String> = by_sm.iter().map(|(sm, ls)| cwl_record(ls, sm)).collect();
-        let id = format!("outage-{i}");
-        pending.push((id.clone(), body(&id, &records)));
-    }
-    let mut acked = 0usize;
-    let mut refused = Vec::new();
-    for (id, b) in pending {
-        let a = Post::new(&s, &id).send(b.clone()).await;
-        match a.status {
-            200 => acked += 1,
-            503 => refused.push((id, b)),
-            other => panic!("unexpected {other}"),
-        }
-    }
+    let pending = bodies(&template.copies(3000), 400, "outage");
+    let sent = pending.len();
+    let refused = send_once(&s, pending).await;
     assert!(
         !refused.is_empty(),
         "a sink that stays down must turn into 503s"
     );
     let rss = s.peak_rss();
     println!(
-        "outage: {acked} requests acknowledged, {} refused, peak RSS {} MiB",
+        "outage: {} requests acknowledged, {} refused, peak RSS {} MiB",
+        sent - refused.len(),
         refused.len(),
         rss >> 20
     );
     assert!(rss < 400 << 20, "memory bounded during the outage: {rss}");
     // The intake comes back; Firehose retries what was refused.
     intake.script.lock().unwrap().down = false;
-    for (id, b) in refused {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let a = Post::new(&s, &id).send(b.clone()).await;
-            if a.status == 200 {
-                break;
-            }
-            assert_eq!(a.status, 503);
-            assert!(Instant::now() < deadline, "{id} never accepted");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    resend_until_accepted(&s, refused).await;
     let total = 3000 * per_exec;
     let spans = wait_for("every span after recovery", 120, || {
         let got = intake.received.lock().unwrap().spans();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::agent::{agent_bin, TestAgent};
-use common::firehose::{body, cwl_record, send_lines, Post};
+use common::firehose::{bodies, resend_until_accepted, send_lines, send_once};
 use common::fixtures::{self, Fixture};
 use common::otlp::{self as otlp, Answer, FakeOtlp};
 use common::Server;
@@ -452,19 +452,6 @@ async fn retries_follow_otlp_rules_headers_are_sent_and_partial_success_is_count
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
-/// Copies of one fixture execution under fresh execution names.
-fn copies(f: &Fixture, n: usize) -> Vec<(String, String)> {
-    let arn = f.execution_arn();
-    let mut out = Vec::new();
-    for i in 0..n {
-        let fresh = format!("{arn}-copy{i}");
-        for l in &f.lines {
-            out.push((f.state_machine().to_owned(), l.replace(arn, &fresh)));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_receiver_outage_turns_into_503s_for_firehose_and_loses_nothing() {
     let fake = FakeOtlp::start().await;
@@ -488,26 +475,8 @@ async fn a_receiver_outage_turns_into_503s_for_firehose_and_loses_nothing() {
         ],
         &[],
     );
-    let lines = copies(&template, 3000);
-    let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-    for (i, chunk) in lines.chunks(400).enumerate() {
-        let mut by_sm: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (sm, l) in chunk {
-            by_sm.entry(sm).or_default().push(l.clone());
-        }
-        let records: Vec<String> = by_sm.iter().map(|(sm, ls)| cwl_record(ls, sm)).collect();
-        let id = format!("outage-{i}");
-        pending.push((id.clone(), body(&id, &records)));
-    }
-    let mut refused = Vec::new();
-    for (id, b) in pending {
-        let a = Post::new(&s, &id).send(b.clone()).await;
-        match a.status {
-            200 => {}
-            503 => refused.push((id, b)),
-            other => panic!("unexpected {other}"),
-        }
-    }
+    let pending = bodies(&template.copies(3000), 400, "outage");
+    let refused = send_once(&s, pending).await;
     assert!(
         !refused.is_empty(),
         "a receiver that stays down must turn into 503s"
@@ -515,18 +484,7 @@ async fn a_receiver_outage_turns_into_503s_for_firehose_and_loses_nothing() {
     let rss = s.peak_rss();
     assert!(rss < 400 << 20, "memory bounded during the outage: {rss}");
     fake.set_down(false);
-    for (id, b) in refused {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let a = Post::new(&s, &id).send(b.clone()).await;
-            if a.status == 200 {
-                break;
-            }
-            assert_eq!(a.status, 503);
-            assert!(Instant::now() < deadline, "{id} never accepted");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    resend_until_accepted(&s, refused).await;
     let total = 3000 * per_exec;
     let ids = wait_for("every span after recovery", 120, async || {
         let ids: Vec<Vec<u8>> = fake

@@ -201,6 +201,29 @@ impl<'a> Post<'a> {
     }
 }
 
+/// `(request id, body)` for `(state machine, log line)` pairs in requests
+/// of `per_request` lines, one record per state machine per request.
+pub fn bodies(
+    lines: &[(String, String)],
+    per_request: usize,
+    id_prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    lines
+        .chunks(per_request)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut by_sm: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for (sm, l) in chunk {
+                by_sm.entry(sm).or_default().push(l.clone());
+            }
+            let records: Vec<String> = by_sm.iter().map(|(sm, ls)| cwl_record(ls, sm)).collect();
+            let id = format!("{id_prefix}-{i}");
+            let b = body(&id, &records);
+            (id, b)
+        })
+        .collect()
+}
+
 /// Sends `(state machine, log line)` pairs in requests of `per_request`
 /// lines (one record per state machine per request); every answer must be 200.
 pub async fn send_lines(
@@ -209,14 +232,43 @@ pub async fn send_lines(
     per_request: usize,
     id_prefix: &str,
 ) {
-    for (i, chunk) in lines.chunks(per_request).enumerate() {
-        let mut by_sm: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for (sm, l) in chunk {
-            by_sm.entry(sm).or_default().push(l.clone());
-        }
-        let records: Vec<String> = by_sm.iter().map(|(sm, ls)| cwl_record(ls, sm)).collect();
-        let id = format!("{id_prefix}-{i}");
-        let a = Post::new(server, &id).send(body(&id, &records)).await;
+    for (id, b) in bodies(lines, per_request, id_prefix) {
+        let a = Post::new(server, &id).send(b).await;
         assert_eq!(a.status, 200, "{id}: {}", a.json);
+    }
+}
+
+/// Sends each request once; returns those answered 503 (anything but 200
+/// or 503 fails the test).
+pub async fn send_once(
+    server: &super::Server,
+    requests: Vec<(String, Vec<u8>)>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut refused = Vec::new();
+    for (id, b) in requests {
+        let a = Post::new(server, &id).send(b.clone()).await;
+        match a.status {
+            200 => {}
+            503 => refused.push((id, b)),
+            other => panic!("{id}: unexpected {other}"),
+        }
+    }
+    refused
+}
+
+/// Retries each request as Firehose does, unchanged, until it gets a 200
+/// (only 503s on the way; at most a minute each).
+pub async fn resend_until_accepted(server: &super::Server, requests: Vec<(String, Vec<u8>)>) {
+    for (id, b) in requests {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let a = Post::new(server, &id).send(b.clone()).await;
+            if a.status == 200 {
+                break;
+            }
+            assert_eq!(a.status, 503);
+            assert!(std::time::Instant::now() < deadline, "{id} never accepted");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 }

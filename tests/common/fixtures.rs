@@ -63,6 +63,20 @@ impl Fixture {
         )
     }
 
+    /// `(state machine, log line)` of `n` copies of the execution, each
+    /// under a fresh execution name.
+    pub fn copies(&self, n: usize) -> Vec<(String, String)> {
+        let arn = self.execution_arn();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let fresh = format!("{arn}-copy{i}");
+            for l in &self.lines {
+                out.push((self.state_machine().to_owned(), l.replace(arn, &fresh)));
+            }
+        }
+        out
+    }
+
     pub fn include_execution_data(&self) -> bool {
         self.meta["logging"]["includeExecutionData"]
             .as_bool()
