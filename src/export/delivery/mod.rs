@@ -528,24 +528,24 @@ mod tests {
         }
     }
 
-    fn lane(
-        script: Vec<Outcome>,
-    ) -> (
-        LaneSender<Words>,
+    type TestLane<E> = (
+        LaneSender<E>,
         Arc<Scripted>,
         tokio::task::JoinHandle<()>,
         CancellationToken,
         Budget,
-    ) {
+    );
+
+    /// A lane of `encoder` to a transport that answers from `script`.
+    fn lane_of<E: Encoder>(encoder: E, script: Vec<Outcome>) -> TestLane<E> {
         let t = Arc::new(Scripted {
             script: Mutex::new(script.into()),
             seen: Mutex::new(Vec::new()),
         });
-        let give_tx = CancellationToken::new();
-        let give_rx = give_tx.clone();
+        let give_up = CancellationToken::new();
         let budget = Budget::new("test", 10_000);
         let (tx, task) = spawn_lane(
-            Words,
+            encoder,
             t.clone(),
             budget.clone(),
             LaneConfig {
@@ -553,9 +553,13 @@ mod tests {
                 flush_interval: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(400),
             },
-            give_rx,
+            give_up.clone(),
         );
-        (tx, t, task, give_tx, budget)
+        (tx, t, task, give_up, budget)
+    }
+
+    fn lane(script: Vec<Outcome>) -> TestLane<Words> {
+        lane_of(Words, script)
     }
 
     fn words(n: usize) -> Vec<String> {
@@ -623,38 +627,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_encoder_reviews_each_answer_before_the_lane_acts_on_it() {
-        let t = Arc::new(Scripted {
-            script: Mutex::new(
-                vec![
-                    Outcome::Retry {
-                        status: Some(503),
-                        after: None,
-                        why: "HTTP 503".into(),
-                        body: String::new(),
-                    },
-                    Outcome::Retry {
-                        status: Some(500),
-                        after: None,
-                        why: "HTTP 500".into(),
-                        body: String::new(),
-                    },
-                ]
-                .into(),
-            ),
-            seen: Mutex::new(Vec::new()),
-        });
-        let budget = Budget::new("test", 10_000);
-        let (tx, task) = spawn_lane(
-            NoRetryOn500,
-            t.clone(),
-            budget.clone(),
-            LaneConfig {
-                exporter: "test",
-                flush_interval: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(400),
-            },
-            CancellationToken::new(),
-        );
+        let retry = |status| Outcome::Retry {
+            status: Some(status),
+            after: None,
+            why: format!("HTTP {status}"),
+            body: String::new(),
+        };
+        let (tx, t, task, _give_up, budget) = lane_of(NoRetryOn500, vec![retry(503), retry(500)]);
         tx.send(words(2), None).await;
         drop(tx);
         task.await.unwrap();

@@ -4,8 +4,7 @@
 //! span it belongs to (the same 128-bit id as the span's), severity ERROR
 //! for failures, timeouts and aborts, INFO otherwise.
 
-use super::resource::{scope, ResourceKey, Resources};
-use super::spans::by_resource;
+use super::resource::{by_resource, scope, ResourceKey, Resources};
 use super::wire::{span_id, string_value, tag_attributes, trace_id};
 use crate::export::delivery::{BatchLimits, EncodeError, Encoder, Outcome, Request};
 use crate::stitch::output::LogRecord;

@@ -6,8 +6,7 @@
 //! Datadog's metadata for these metrics.
 
 use super::expo::{histogram, MAX_BUCKETS};
-use super::resource::{scope, ResourceKey, Resources};
-use super::spans::by_resource;
+use super::resource::{by_resource, scope, ResourceKey, Resources};
 use super::wire::tag_attributes;
 use crate::export::aggregate::WINDOW_SECS;
 use crate::export::delivery::{BatchLimits, EncodeError, Encoder, Outcome, Request};

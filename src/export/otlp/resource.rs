@@ -8,6 +8,7 @@ use crate::stitch::span::Span;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use smol_str::SmolStr;
+use std::collections::HashMap;
 
 /// What tells one resource from another.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -122,6 +123,26 @@ pub fn scope() -> InstrumentationScope {
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     }
+}
+
+/// Items grouped by resource, in first-seen order.
+pub fn by_resource<T>(
+    items: &[T],
+    key: impl Fn(&T) -> &ResourceKey,
+) -> Vec<(&ResourceKey, Vec<&T>)> {
+    let mut order: Vec<(&ResourceKey, Vec<&T>)> = Vec::new();
+    let mut index: HashMap<&ResourceKey, usize> = HashMap::new();
+    for item in items {
+        let k = key(item);
+        match index.get(k) {
+            Some(&i) => order[i].1.push(item),
+            None => {
+                index.insert(k, order.len());
+                order.push((k, vec![item]));
+            }
+        }
+    }
+    order
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! their resource and scope (no second walk over the span messages). A
 //! test decodes a request and compares it with one built from the types.
 
-use super::resource::{scope, ResourceKey, Resources};
+use super::resource::{by_resource, scope, ResourceKey, Resources};
 use super::wire::{
     double_value, field_head, field_len, kv, put_double_attribute, put_string_attribute, span_id,
     string_value, trace_id, unix_nanos,
@@ -16,7 +16,6 @@ use crate::export::delivery::{BatchLimits, EncodeError, Request};
 use crate::stitch::span::{op, Span};
 use opentelemetry_proto::tonic::trace::v1::{self as pb, span::SpanKind, status::StatusCode};
 use prost::Message;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Uncompressed bytes per request: well under the 4 MiB that gRPC-based
@@ -212,26 +211,6 @@ pub fn encode_spans(spans: &[Span]) -> Vec<EncodedSpan> {
             EncodedSpan { resource, bytes }
         })
         .collect()
-}
-
-/// Items grouped by resource, in first-seen order.
-pub fn by_resource<T>(
-    items: &[T],
-    key: impl Fn(&T) -> &ResourceKey,
-) -> Vec<(&ResourceKey, Vec<&T>)> {
-    let mut order: Vec<(&ResourceKey, Vec<&T>)> = Vec::new();
-    let mut index: HashMap<&ResourceKey, usize> = HashMap::new();
-    for item in items {
-        let k = key(item);
-        match index.get(k) {
-            Some(&i) => order[i].1.push(item),
-            None => {
-                index.insert(k, order.len());
-                order.push((k, vec![item]));
-            }
-        }
-    }
-    order
 }
 
 /// The request body: `ExportTraceServiceRequest` (field 1, `ResourceSpans`
