@@ -23,6 +23,7 @@ pub mod loadgen;
 pub mod pipeline;
 pub mod settings;
 pub mod stitch;
+pub mod store;
 pub mod telemetry;
 
 /// Turns transparent huge pages off for this process. The allocator keeps

@@ -18,6 +18,7 @@ const STAGES: &[&[&str]] = &[
     &["decode"],
     &["stitch"],
     &["durable"],
+    &["store"],
     &["export"],
     &["pipeline"],
     &["firehose"],

@@ -1,7 +1,11 @@
 //! The admin listener: `/health` (alive), `/ready` (accepting Firehose
-//! traffic), `/metrics` (Prometheus text). Bound to loopback by default.
+//! traffic), `/metrics` (Prometheus text), the web UI (`ui`) and its JSON
+//! API (`api`, guarded by `access`). Bound to loopback by default.
 
+pub mod access;
+pub mod api;
 pub mod settings;
+pub mod ui;
 
 use crate::firehose::auth::AccessKeys;
 use crate::lifecycle::Lifecycle;
@@ -23,14 +27,18 @@ pub struct AdminState {
     pub decode_queue: crate::pipeline::QueueGauge,
     pub keys: Arc<AccessKeys>,
     pub stitcher: Option<crate::stitch::StitcherHandle>,
+    pub api: Arc<api::Api>,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let api = state.api.clone();
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .with_state(state)
+        .merge(api::routes(api.clone()))
+        .merge(ui::routes(api))
 }
 
 async fn ready(State(st): State<AdminState>) -> impl IntoResponse {

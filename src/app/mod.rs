@@ -11,6 +11,8 @@ pub mod settings;
 
 pub use settings::{ServeArgs, Settings};
 
+use crate::admin::access::Access;
+use crate::admin::api::Api;
 use crate::admin::settings::AdminArgs;
 use crate::admin::{self, AdminState};
 use crate::clock::{Clock, SystemClock};
@@ -30,6 +32,7 @@ use crate::export::otlp::OtlpExporter;
 use crate::export::receipt::Outbox;
 use crate::export::settings::ExportArgs;
 use crate::export::settings::{ExportSettings, ExportTarget};
+use crate::export::store::{Retention, StoreExporter};
 use crate::export::{spawn_jsonl_exporter, Exporter};
 use crate::firehose::settings::FirehoseArgs;
 use crate::firehose::{self, auth::AccessKeys, IngestState};
@@ -39,6 +42,9 @@ use crate::pipeline::{spawn_decoders, spawn_event_consumer, ConsumerTotals, Deco
 use crate::settings::env_of;
 use crate::stitch::output::{ForwardLogs, StitchOut};
 use crate::stitch::StitcherHandle;
+use crate::store::settings::Backend;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
 use crate::telemetry::{self, names};
 use anyhow::Context;
 use std::io::Write;
@@ -159,6 +165,37 @@ async fn exporters(
     Ok(out)
 }
 
+/// The execution store, when on. One that cannot be opened is logged and
+/// left off: the UI says so, ingestion and export go on.
+fn open_store(s: &Settings) -> Option<Arc<dyn Store>> {
+    let path = match &s.store.backend {
+        Backend::Off => return None,
+        Backend::Sqlite(p) => p
+            .clone()
+            .unwrap_or_else(|| s.durable.data_dir.join("store.sqlite")),
+    };
+    match SqliteStore::open(&path) {
+        Ok(st) => {
+            metrics::gauge!(names::STORE_UP).set(1.0);
+            tracing::info!(path = %path.display(), "execution store open");
+            Some(Arc::new(st))
+        }
+        Err(e) => {
+            metrics::gauge!(names::STORE_UP).set(0.0);
+            tracing::error!(path = %path.display(), error = %e, "cannot open the execution store; running without it (the UI will say so)");
+            None
+        }
+    }
+}
+
+/// Datadog's web app for a site (trace links).
+fn datadog_app(site: &str) -> String {
+    match site {
+        "datadoghq.com" | "datadoghq.eu" => format!("https://app.{site}"),
+        other => format!("https://{other}"),
+    }
+}
+
 /// Durable state as found at start: the newest snapshot, the repaired
 /// log, the export ledger.
 struct Durable {
@@ -223,6 +260,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     lifecycle: Arc<Lifecycle>,
     keys: Arc<AccessKeys>,
+    api_tokens: Arc<AccessKeys>,
+    store: Option<Arc<dyn Store>>,
     events_out: Option<Box<dyn Write + Send>>,
     durable: Durable,
     hub: Hub,
@@ -275,10 +314,41 @@ impl App {
             ))),
         };
         let durable = Durable::open(&settings)?;
+        let api_tokens = Arc::new(
+            AccessKeys::new(
+                &settings.admin.api_tokens,
+                settings.admin.api_tokens_file.clone(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid {} / {}: {}",
+                    env_of::<AdminArgs>("api_tokens"),
+                    env_of::<AdminArgs>("api_tokens_file"),
+                    e.to_string().replace("access key", "API token")
+                )
+            })?,
+        );
+        let store = open_store(&settings);
         let give_up = shutdown.child_token();
         let dd = datadog_config(&settings.datadog, settings.stitch.forward_logs);
+        let mut exporters = exporters(&settings.export, &dd, give_up.clone()).await?;
+        if let Some(st) = &store {
+            // Last, so the ledger's exporter numbers of the others stay as they were.
+            exporters.push(Exporter::Store(
+                StoreExporter::spawn(
+                    st.clone(),
+                    clock.clone(),
+                    Retention {
+                        keep: settings.store.retention,
+                        max_bytes: settings.store.max_bytes,
+                        every: settings.store.prune_interval,
+                    },
+                )
+                .context("starting the store writer")?,
+            ));
+        }
         let hub = Hub {
-            exporters: exporters(&settings.export, &dd, give_up.clone()).await?,
+            exporters,
             aggregator: Aggregator::new(MAX_METRIC_SERIES),
             clock: clock.clone(),
             metrics_interval: settings.export.metrics_flush_interval,
@@ -295,7 +365,7 @@ impl App {
                 env_of::<FirehoseArgs>("listen")
             )
         })?;
-        let admin_listen = settings.admin_listen;
+        let admin_listen = settings.admin.listen;
         let admin_listener = TcpListener::bind(admin_listen).await.with_context(|| {
             format!(
                 "invalid {}: cannot listen on {admin_listen}",
@@ -307,6 +377,8 @@ impl App {
             clock,
             lifecycle: Arc::new(Lifecycle::default()),
             keys,
+            api_tokens,
+            store,
             events_out,
             durable,
             hub,
@@ -325,6 +397,8 @@ impl App {
             clock,
             lifecycle,
             keys,
+            api_tokens,
+            store,
             events_out,
             durable,
             hub,
@@ -385,6 +459,20 @@ impl App {
             decode_queue: decode_queue.gauge(),
             keys: keys.clone(),
             stitcher: Some(stitcher.clone()),
+            api: Arc::new(Api {
+                store,
+                access: Access {
+                    tokens: api_tokens.clone(),
+                    open_reads: admin_listener.local_addr()?.ip().is_loopback(),
+                },
+                clock: clock.clone(),
+                datadog_app: settings
+                    .export
+                    .targets
+                    .iter()
+                    .any(|t| matches!(t, ExportTarget::Datadog | ExportTarget::DatadogAgent))
+                    .then(|| datadog_app(&settings.datadog.site)),
+            }),
         };
         drop((handoff, decode_queue));
         let ingest_addr = ingest_listener.local_addr()?;
@@ -403,6 +491,14 @@ impl App {
             intake_stop.clone(),
         );
         let admin_stop = shutdown.child_token();
+        if api_tokens.file().is_some() {
+            // Ends with the admin listener.
+            tokio::spawn(reload_keys(
+                api_tokens,
+                settings.firehose.access_keys_reload_interval,
+                admin_stop.clone(),
+            ));
+        }
         let admin = serve(
             admin_listener,
             admin::router(admin_state),

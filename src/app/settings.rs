@@ -3,7 +3,7 @@
 //! by the component, plus the checks that span components (an exporter
 //! named without its settings, log forwarding without a key).
 
-use crate::admin::settings::AdminArgs;
+use crate::admin::settings::{AdminArgs, AdminSettings};
 use crate::decode::settings::DecodeArgs;
 use crate::decode::BodyLimits;
 use crate::durable::settings::{DurableArgs, DurableSettings};
@@ -17,9 +17,9 @@ use crate::settings::{env_of, Check, ConfigError};
 use crate::stitch::output::ForwardLogs;
 use crate::stitch::settings::StitchArgs;
 use crate::stitch::StitchConfig;
+use crate::store::settings::{Backend, StoreArgs, StoreSettings};
 use crate::telemetry::settings::{LogArgs, LogSettings};
 use clap::{Args, Parser};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every setting of `serve`, as given (before validation).
@@ -44,6 +44,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub otlp: OtlpArgs,
     #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -62,7 +64,7 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub firehose: FirehoseSettings,
-    pub admin_listen: SocketAddr,
+    pub admin: AdminSettings,
     pub body: BodyLimits,
     pub pipeline: PipelineSettings,
     pub durable: DurableSettings,
@@ -71,6 +73,7 @@ pub struct Settings {
     pub stitch: StitchConfig,
     pub export: ExportSettings,
     pub datadog: DatadogSettings,
+    pub store: StoreSettings,
     pub log: LogSettings,
     pub shutdown_timeout: Duration,
 }
@@ -93,12 +96,17 @@ impl Settings {
             ExportTarget::Otlp => export.otlp.logs_url.is_some(),
             ExportTarget::Datadog | ExportTarget::DatadogAgent => datadog.api_key.is_some(),
         };
-        if stitch.forward_logs != ForwardLogs::None && !export.targets.iter().any(takes_logs) {
+        let store = a.store.validate()?;
+        let stored = store.backend != Backend::Off;
+        if stitch.forward_logs != ForwardLogs::None
+            && !stored
+            && !export.targets.iter().any(takes_logs)
+        {
             return Err(Check::<StitchArgs>::error(
                 "forward_logs",
                 &forward_logs_raw,
                 format!(
-                    "no exporter takes logs: forwarding them to Datadog needs {} (the logs intake is reached directly, also in agent mode); otlp needs a logs endpoint",
+                    "no exporter takes logs and the store is off: forwarding them to Datadog needs {} (the logs intake is reached directly, also in agent mode); otlp needs a logs endpoint",
                     env_of::<DatadogArgs>("dd_api_key")
                 ),
                 "errors",
@@ -106,13 +114,14 @@ impl Settings {
         }
         Ok(Settings {
             firehose: a.firehose.validate()?,
-            admin_listen: a.admin.validate()?,
+            admin: a.admin.validate()?,
             body: a.decode.validate()?,
             pipeline: a.pipeline.validate()?,
             durable: a.durable.validate()?,
             stitch,
             export,
             datadog,
+            store,
             log: a.log.validate()?,
             shutdown_timeout: a.service.validate()?,
         })
@@ -156,7 +165,7 @@ mod tests {
     fn defaults() {
         let s = parse(&[]).unwrap();
         assert_eq!(s.firehose.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(s.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(s.admin.listen, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(s.export.targets, vec![ExportTarget::Jsonl(None)]);
         assert_eq!(s.stitch.spans.max_payload_bytes, 16384);
         assert!(s.body.max_body_bytes > crate::decode::settings::FIREHOSE_MAX_BODY);

@@ -15,6 +15,7 @@ pub mod jsonl;
 pub mod otlp;
 pub mod receipt;
 pub mod settings;
+pub mod store;
 
 pub use jsonl::spawn_jsonl_exporter;
 
@@ -23,7 +24,8 @@ use receipt::Receipt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One configured exporter (enum dispatch: four kinds, all known).
+/// One configured exporter (enum dispatch: five kinds, all known; the
+/// execution store is the fifth).
 pub enum Exporter {
     Jsonl {
         tx: mpsc::Sender<(ExportItem, Option<Arc<Receipt>>)>,
@@ -32,6 +34,7 @@ pub enum Exporter {
     Datadog(datadog::DatadogExporter),
     DatadogAgent(datadog::AgentExporter),
     Otlp(otlp::OtlpExporter),
+    Store(store::StoreExporter),
 }
 
 impl Exporter {
@@ -45,6 +48,7 @@ impl Exporter {
             Exporter::Datadog(d) => d.accept(item, receipt).await,
             Exporter::DatadogAgent(a) => a.accept(item, receipt).await,
             Exporter::Otlp(o) => o.accept(item, receipt).await,
+            Exporter::Store(st) => st.accept(item, receipt),
         }
     }
 
@@ -57,6 +61,7 @@ impl Exporter {
             Exporter::Datadog(_) => "datadog",
             Exporter::DatadogAgent(_) => "datadog-agent",
             Exporter::Otlp(_) => "otlp",
+            Exporter::Store(_) => "store",
         }
     }
 
@@ -69,6 +74,7 @@ impl Exporter {
             Exporter::Datadog(d) => join(d.tasks).await,
             Exporter::DatadogAgent(a) => join(a.tasks).await,
             Exporter::Otlp(o) => join(o.tasks).await,
+            Exporter::Store(st) => st.close().await,
         }
     }
 }

@@ -106,6 +106,29 @@ fn describe() {
     describe_counter!(ACCESS_KEYS_RELOADS, "Access-key file reloads, by result");
     describe_gauge!(ACCESS_KEYS_ACTIVE, "Access keys active now");
     describe_gauge!(READY, "1 when ready to accept Firehose traffic");
+    describe_counter!(
+        STORE_WRITES,
+        "Execution store write transactions, by outcome"
+    );
+    describe_counter!(
+        STORE_DROPPED,
+        "Spans or logs not stored: the store queue was full"
+    );
+    describe_histogram!(
+        STORE_WRITE_DURATION,
+        Unit::Seconds,
+        "One store write transaction"
+    );
+    describe_gauge!(STORE_EXECUTIONS, "Executions held in the store");
+    describe_counter!(
+        STORE_PRUNED,
+        "Executions deleted by retention or the size bound"
+    );
+    describe_gauge!(
+        STORE_UP,
+        "1 when the store is open and its last write succeeded"
+    );
+    describe_counter!(API_REQUESTS, "UI API requests, by route and outcome");
 }
 
 /// Log output format.

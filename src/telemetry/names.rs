@@ -112,3 +112,19 @@ pub const RECOVERY_DROPPED_BYTES: &str = "stepstitch_recovery_dropped_bytes_tota
 pub const EXPORT_DEDUPLICATED: &str = "stepstitch_export_deduplicated_total";
 /// Gauge: emissions waiting for every exporter's acknowledgement.
 pub const EXPORT_UNACKED_EMISSIONS: &str = "stepstitch_export_unacked_emissions";
+/// Counter `{outcome}`: store write transactions (`ok`, `error`).
+pub const STORE_WRITES: &str = "stepstitch_store_writes_total";
+/// Counter `{signal}`: spans or logs not stored because the store's queue
+/// was full (they are exported all the same).
+pub const STORE_DROPPED: &str = "stepstitch_store_dropped_total";
+/// Histogram (seconds): one store write transaction.
+pub const STORE_WRITE_DURATION: &str = "stepstitch_store_write_duration_seconds";
+/// Gauge: executions held in the store.
+pub const STORE_EXECUTIONS: &str = "stepstitch_store_executions";
+/// Counter: executions deleted by retention or the size bound.
+pub const STORE_PRUNED: &str = "stepstitch_store_pruned_total";
+/// Gauge: 1 when the store opened and its last write succeeded, 0 otherwise.
+pub const STORE_UP: &str = "stepstitch_store_up";
+/// Counter `{route, outcome}`: UI API requests refused (`unauthorised`,
+/// `cross_site`) or answered.
+pub const API_REQUESTS: &str = "stepstitch_api_requests_total";

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod browser;
 pub mod firehose;
 pub mod fixtures;
 pub mod intake;
@@ -50,13 +51,10 @@ impl Server {
         let events_out = dir.path().join("events.jsonl");
         let mut cmd = Command::new(bin());
         scrub(&mut cmd);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
         if !args.contains(&"--events-out") {
             cmd.arg("--events-out").arg(&events_out);
         }

@@ -34,6 +34,19 @@ fn calls_out(st: &super::place::StateRec) -> bool {
     lambda || start || st.function_arn.is_some()
 }
 
+/// How an execution run ended, as `DescribeExecution` names it (the store
+/// and UI read it; absent while running or when no terminal event came).
+const STATUS: &str = "step_function.status";
+
+fn status(terminal: &EventKind) -> &'static str {
+    match terminal {
+        EventKind::ExecutionSucceeded => "SUCCEEDED",
+        EventKind::ExecutionTimedOut => "TIMED_OUT",
+        EventKind::ExecutionAborted => "ABORTED",
+        _ => "FAILED",
+    }
+}
+
 /// The execution span: `ExecutionStarted` (or the first event seen) to the
 /// first terminal event. `None` for a build of a redrive segment alone (the
 /// original run was emitted and forgotten long ago): its span must not be
@@ -68,6 +81,8 @@ pub(super) fn execution(d: &Dress<'_, '_>) -> Option<Built> {
     );
     if let Some(t) = d.first_terminal {
         d.capture(&mut exec, Capture::Output, ev[t].details.output());
+        exec.meta
+            .insert(STATUS, SmolStr::new_static(status(&ev[t].kind)));
         if ev[t].kind != EventKind::ExecutionSucceeded {
             Dress::set_error(&mut exec, ev[t].details.failure());
         }
@@ -157,6 +172,8 @@ fn redrive(d: &Dress<'_, '_>, f: &Frame, event: usize, end: Option<usize>) -> Bu
     );
     s.meta.insert("redrive", "true");
     if let Some(e) = end {
+        s.meta
+            .insert(STATUS, SmolStr::new_static(status(&ev[e].kind)));
         if ev[e].kind != EventKind::ExecutionSucceeded {
             Dress::set_error(&mut s, ev[e].details.failure());
         }

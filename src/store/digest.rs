@@ -1,0 +1,162 @@
+//! Spans and log records into store rows (pure): the execution summaries
+//! they imply, one row per span (its JSON exactly as the jsonl exporter
+//! writes it, plus the columns the map aggregates), one row per log event.
+
+use super::model::{StateSpan, Status, StoredLog};
+use crate::stitch::output::LogRecord;
+use crate::stitch::span::{op, Span};
+use std::collections::HashMap;
+
+/// What one run's root span says about how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    pub redrive_count: u32,
+    pub status: Status,
+    pub stop_ms: i64,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// What a batch says about one execution; merged into its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionUpdate {
+    pub arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    /// The earliest start among its spans in the batch.
+    pub start_ms: i64,
+    /// The latest run's end, when its root span is in the batch.
+    pub end: Option<RunEnd>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRow {
+    pub state_machine_arn: String,
+    pub span: StateSpan,
+    pub json: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub execution_arn: String,
+    pub log: StoredLog,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub executions: Vec<ExecutionUpdate>,
+    pub spans: Vec<SpanRow>,
+    pub logs: Vec<LogRow>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.executions.is_empty() && self.spans.is_empty() && self.logs.is_empty()
+    }
+
+    /// Adds spans: a span without an execution ARN (none today) is skipped.
+    pub fn add_spans(&mut self, spans: &[Span]) {
+        let mut at: HashMap<String, usize> = self
+            .executions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.arn.clone(), i))
+            .collect();
+        for s in spans {
+            let Some(arn) = s.meta.get("step_function.execution_arn") else {
+                continue;
+            };
+            let start_ms = s.start / 1_000_000;
+            let i = *at.entry(arn.to_string()).or_insert_with(|| {
+                self.executions.push(ExecutionUpdate {
+                    arn: arn.to_string(),
+                    name: meta(s, "step_function.execution_name").unwrap_or_default(),
+                    state_machine_arn: meta(s, "step_function.state_machine_arn")
+                        .unwrap_or_default(),
+                    state_machine_name: meta(s, "step_function.state_machine_name")
+                        .unwrap_or_else(|| s.service.to_string()),
+                    start_ms,
+                    end: None,
+                });
+                self.executions.len() - 1
+            });
+            let e = &mut self.executions[i];
+            e.start_ms = e.start_ms.min(start_ms);
+            if let Some(end) = run_end(s) {
+                if e.end
+                    .as_ref()
+                    .is_none_or(|x| x.redrive_count <= end.redrive_count)
+                {
+                    e.end = Some(end);
+                }
+            }
+            self.spans.push(SpanRow {
+                state_machine_arn: e.state_machine_arn.clone(),
+                span: state_span(arn, s),
+                // A Span always serialises (strings and numbers only).
+                json: serde_json::to_string(s).unwrap_or_default(),
+            });
+        }
+    }
+
+    /// Adds log records; one whose event names no execution is skipped.
+    pub fn add_logs(&mut self, logs: &[LogRecord]) {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            execution_arn: String,
+        }
+        for l in logs {
+            let Ok(line) = serde_json::from_str::<Line>(&l.message) else {
+                continue;
+            };
+            self.logs.push(LogRow {
+                execution_arn: line.execution_arn,
+                log: StoredLog {
+                    timestamp_ms: l.timestamp_ms,
+                    span_id: l.span_id,
+                    error: l.error,
+                    message: l.message.clone(),
+                },
+            });
+        }
+    }
+}
+
+fn meta(s: &Span, key: &str) -> Option<String> {
+    s.meta.get(key).map(|v| v.to_string())
+}
+
+/// A run's root span (the execution, or a redrive segment) that ended.
+fn run_end(s: &Span) -> Option<RunEnd> {
+    if s.name != op::EXECUTION {
+        return None;
+    }
+    let status = Status::parse(s.meta.get("step_function.status")?)?;
+    Some(RunEnd {
+        redrive_count: s
+            .metrics
+            .get("step_function.redrive_count")
+            .copied()
+            .unwrap_or(0.0) as u32,
+        status,
+        stop_ms: (s.start + s.duration) / 1_000_000,
+        error: meta(s, "error.type"),
+        cause: meta(s, "error.message"),
+    })
+}
+
+fn state_span(arn: &str, s: &Span) -> StateSpan {
+    StateSpan {
+        execution_arn: arn.to_owned(),
+        span_id: s.span_id,
+        parent_id: s.parent_id,
+        op: s.name.to_owned(),
+        resource: s.resource.to_string(),
+        state_type: meta(s, "step_function.state_type"),
+        start_ns: s.start,
+        duration_ns: s.duration,
+        error: s.error != 0,
+        attempt: s.meta.get("step_function.attempt").is_some(),
+    }
+}

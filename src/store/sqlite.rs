@@ -1,0 +1,595 @@
+//! The embedded backend: one SQLite file (`{data dir}/store.sqlite`) in
+//! WAL mode, one connection for the writer and one for readers (WAL lets
+//! them run at once). Versioned migrations in `PRAGMA user_version`.
+//!
+//! Executions are a WITHOUT ROWID table keyed by ARN, so every secondary
+//! index carries the ARN and the newest-first pages (by start, then ARN)
+//! are read straight off an index.
+
+use super::digest::WriteBatch;
+use super::model::*;
+use super::stats::{Run, Started};
+use super::{Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Each entry moves the schema one version up; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: executions, spans, logs, definitions.
+    "CREATE TABLE state_machines(arn TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TABLE executions(
+        arn TEXT PRIMARY KEY, name TEXT NOT NULL, state_machine_arn TEXT NOT NULL,
+        status TEXT NOT NULL, start_ms INTEGER NOT NULL, stop_ms INTEGER,
+        redrive_count INTEGER NOT NULL DEFAULT 0, error TEXT, cause TEXT) WITHOUT ROWID;
+     CREATE INDEX executions_time ON executions(start_ms, state_machine_arn, status, stop_ms);
+     CREATE INDEX executions_sm ON executions(state_machine_arn, start_ms);
+     CREATE INDEX executions_status ON executions(status, start_ms);
+     CREATE INDEX executions_sm_status ON executions(state_machine_arn, status, start_ms);
+     CREATE TABLE spans(
+        execution_arn TEXT NOT NULL, span_id INTEGER NOT NULL, parent_id INTEGER NOT NULL,
+        op TEXT NOT NULL, resource TEXT NOT NULL, state_type TEXT,
+        start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,
+        error INTEGER NOT NULL, attempt INTEGER NOT NULL, json TEXT NOT NULL,
+        PRIMARY KEY(execution_arn, span_id)) WITHOUT ROWID;
+     CREATE TABLE logs(
+        execution_arn TEXT NOT NULL, key INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+        span_id INTEGER NOT NULL, error INTEGER NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY(execution_arn, key)) WITHOUT ROWID;
+     CREATE TABLE definitions(
+        state_machine_arn TEXT PRIMARY KEY, definition TEXT NOT NULL,
+        source TEXT NOT NULL, loaded_ms INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// u64 ids as SQLite's signed integers (the bits, not the value).
+fn id_out(v: u64) -> i64 {
+    v as i64
+}
+fn id_in(v: i64) -> u64 {
+    v as u64
+}
+
+/// A stable key for a log event (replays write the same row again).
+fn log_key(message: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(message.as_bytes());
+    i64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = Connection::open(path)?;
+        // Before any table exists: lets prune give pages back to the disk.
+        writer.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        // The outbox and ledger are the durable record; a power cut may
+        // lose the last store transactions, a process crash loses none.
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.busy_timeout(Duration::from_secs(2))?;
+        migrate(&writer)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(Duration::from_secs(2))?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+}
+
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let found: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::Newer { found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = c.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionSummary> {
+    let status: String = r.get(3)?;
+    Ok(ExecutionSummary {
+        arn: r.get(0)?,
+        name: r.get(1)?,
+        state_machine_arn: r.get(2)?,
+        status: Status::parse(&status).unwrap_or(Status::Running),
+        start_ms: r.get(4)?,
+        stop_ms: r.get(5)?,
+        redrive_count: r.get(6)?,
+        error: r.get(7)?,
+        cause: r.get(8)?,
+    })
+}
+
+const SUMMARY: &str =
+    "arn, name, state_machine_arn, status, start_ms, stop_ms, redrive_count, error, cause";
+
+impl Store for SqliteStore {
+    fn write(&self, b: &WriteBatch) -> Result<(), StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction()?;
+        {
+            let mut sm = tx.prepare_cached(
+                "INSERT INTO state_machines(arn, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            let mut seen = tx.prepare_cached(
+                "INSERT INTO executions(arn, name, state_machine_arn, status, start_ms)
+                 VALUES (?1, ?2, ?3, 'RUNNING', ?4)
+                 ON CONFLICT(arn) DO UPDATE SET start_ms = MIN(start_ms, excluded.start_ms)",
+            )?;
+            let mut end = tx.prepare_cached(
+                "UPDATE executions SET status = ?2, stop_ms = ?3, redrive_count = ?4,
+                 error = ?5, cause = ?6 WHERE arn = ?1 AND redrive_count <= ?4",
+            )?;
+            for e in &b.executions {
+                sm.execute(params![e.state_machine_arn, e.state_machine_name])?;
+                seen.execute(params![e.arn, e.name, e.state_machine_arn, e.start_ms])?;
+                if let Some(x) = &e.end {
+                    end.execute(params![
+                        e.arn,
+                        x.status.as_str(),
+                        x.stop_ms,
+                        x.redrive_count,
+                        x.error,
+                        x.cause
+                    ])?;
+                }
+            }
+            let mut span = tx.prepare_cached(
+                "INSERT OR REPLACE INTO spans(execution_arn, span_id, parent_id, op, resource,
+                 state_type, start_ns, duration_ns, error, attempt, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for r in &b.spans {
+                let s = &r.span;
+                span.execute(params![
+                    s.execution_arn,
+                    id_out(s.span_id),
+                    id_out(s.parent_id),
+                    s.op,
+                    s.resource,
+                    s.state_type,
+                    s.start_ns,
+                    s.duration_ns,
+                    s.error,
+                    s.attempt,
+                    r.json
+                ])?;
+            }
+            let mut log = tx.prepare_cached(
+                "INSERT OR IGNORE INTO logs(execution_arn, key, timestamp_ms, span_id, error, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in &b.logs {
+                log.execute(params![
+                    l.execution_arn,
+                    log_key(&l.log.message),
+                    l.log.timestamp_ms,
+                    id_out(l.log.span_id),
+                    l.log.error,
+                    l.log.message
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn state_machines(&self, w: Window) -> Result<Vec<Started>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q = c.prepare_cached(
+            "SELECT state_machine_arn, status, start_ms, stop_ms FROM executions
+             INDEXED BY executions_time WHERE start_ms >= ?1 AND start_ms < ?2",
+        )?;
+        let mut rows = q.query(params![w.from_ms, w.to_ms])?;
+        let mut by: HashMap<String, Vec<Run>> = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> Result<&str, rusqlite::Error> {
+                r.get_ref(i)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        i,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })
+            };
+            let arn = text(0)?;
+            let status = Status::parse(text(1)?).unwrap_or(Status::Running);
+            let run = Run {
+                status,
+                start_ms: r.get(2)?,
+                stop_ms: r.get(3)?,
+            };
+            match by.get_mut(arn) {
+                Some(v) => v.push(run),
+                None => {
+                    by.insert(arn.to_owned(), vec![run]);
+                }
+            }
+        }
+        let mut names = c.prepare_cached("SELECT name FROM state_machines WHERE arn = ?1")?;
+        let mut out = Vec::with_capacity(by.len());
+        for (arn, runs) in by {
+            let name: Option<String> = names.query_row([&arn], |r| r.get(0)).optional()?;
+            out.push(Started {
+                name: name.unwrap_or_else(|| arn.rsplit(':').next().unwrap_or("").to_owned()),
+                arn,
+                runs,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.arn.cmp(&b.arn)));
+        Ok(out)
+    }
+
+    fn executions(&self, q: &ExecutionQuery) -> Result<Page, StoreError> {
+        use rusqlite::types::Value;
+        let c = lock(&self.reader);
+        let mut sql =
+            format!("SELECT {SUMMARY} FROM executions WHERE start_ms >= ? AND start_ms < ?");
+        let mut args: Vec<Value> = vec![q.window.from_ms.into(), q.window.to_ms.into()];
+        if let Some(sm) = &q.state_machine {
+            sql.push_str(" AND state_machine_arn = ?");
+            args.push(sm.clone().into());
+        }
+        if let Some(s) = q.status {
+            sql.push_str(" AND status = ?");
+            args.push(s.as_str().to_owned().into());
+        }
+        if let Some(cur) = &q.cursor {
+            sql.push_str(" AND (start_ms < ? OR (start_ms = ? AND arn < ?))");
+            args.extend([
+                cur.start_ms.into(),
+                cur.start_ms.into(),
+                cur.arn.clone().into(),
+            ]);
+        }
+        let limit = q.limit.max(1);
+        sql.push_str(" ORDER BY start_ms DESC, arn DESC LIMIT ?");
+        args.push((limit as i64 + 1).into());
+        let mut stmt = c.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), summary)?;
+        let mut executions: Vec<ExecutionSummary> = rows.collect::<Result<_, _>>()?;
+        let next = (executions.len() > limit).then(|| {
+            executions.truncate(limit);
+            let last = &executions[limit - 1];
+            Cursor {
+                start_ms: last.start_ms,
+                arn: last.arn.clone(),
+            }
+        });
+        Ok(Page { executions, next })
+    }
+
+    fn execution(&self, arn: &str) -> Result<Option<ExecutionSummary>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q =
+            c.prepare_cached(&format!("SELECT {SUMMARY} FROM executions WHERE arn = ?1"))?;
+        Ok(q.query_row([arn], summary).optional()?)
+    }
+
+    fn spans(&self, arn: &str) -> Result<Vec<String>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q = c.prepare_cached(
+            "SELECT json FROM spans WHERE execution_arn = ?1 ORDER BY start_ns, span_id",
+        )?;
+        let rows = q.query_map([arn], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn state_spans(
+        &self,
+        state_machine_arn: &str,
+        w: Window,
+        limit: usize,
+    ) -> Result<Vec<StateSpan>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q = c.prepare_cached(
+            "SELECT s.execution_arn, s.span_id, s.parent_id, s.op, s.resource, s.state_type,
+                    s.start_ns, s.duration_ns, s.error, s.attempt
+             FROM (SELECT arn FROM executions INDEXED BY executions_sm
+                   WHERE state_machine_arn = ?1 AND start_ms >= ?2 AND start_ms < ?3
+                   ORDER BY start_ms DESC LIMIT ?4) e
+             JOIN spans s ON s.execution_arn = e.arn",
+        )?;
+        let rows = q.query_map(
+            params![state_machine_arn, w.from_ms, w.to_ms, limit as i64],
+            |r| {
+                Ok(StateSpan {
+                    execution_arn: r.get(0)?,
+                    span_id: id_in(r.get(1)?),
+                    parent_id: id_in(r.get(2)?),
+                    op: r.get(3)?,
+                    resource: r.get(4)?,
+                    state_type: r.get(5)?,
+                    start_ns: r.get(6)?,
+                    duration_ns: r.get(7)?,
+                    error: r.get(8)?,
+                    attempt: r.get(9)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn logs(&self, arn: &str, limit: usize) -> Result<Vec<StoredLog>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q = c.prepare_cached(
+            "SELECT timestamp_ms, span_id, error, message FROM logs
+             WHERE execution_arn = ?1 ORDER BY timestamp_ms, key LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![arn, limit as i64], |r| {
+            Ok(StoredLog {
+                timestamp_ms: r.get(0)?,
+                span_id: id_in(r.get(1)?),
+                error: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn definition(&self, state_machine_arn: &str) -> Result<Option<Definition>, StoreError> {
+        let c = lock(&self.reader);
+        let mut q = c.prepare_cached(
+            "SELECT definition, source, loaded_ms FROM definitions WHERE state_machine_arn = ?1",
+        )?;
+        Ok(q.query_row([state_machine_arn], |r| {
+            Ok(Definition {
+                state_machine_arn: state_machine_arn.to_owned(),
+                definition: r.get(0)?,
+                source: r.get(1)?,
+                loaded_ms: r.get(2)?,
+            })
+        })
+        .optional()?)
+    }
+
+    fn put_definition(&self, d: &Definition) -> Result<(), StoreError> {
+        let c = lock(&self.writer);
+        c.execute(
+            "INSERT OR REPLACE INTO definitions(state_machine_arn, definition, source, loaded_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![d.state_machine_arn, d.definition, d.source, d.loaded_ms],
+        )?;
+        Ok(())
+    }
+
+    fn prune(&self, before_ms: i64, max_bytes: u64) -> Result<usize, StoreError> {
+        let c = lock(&self.writer);
+        // In slices, so a large backlog never holds the writer for long.
+        let slice = |c: &Connection, cond: &str, arg: i64| -> Result<usize, StoreError> {
+            let tx = c.unchecked_transaction()?;
+            tx.execute_batch(
+                &format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS doomed(arn TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.doomed;
+                 INSERT INTO temp.doomed SELECT arn FROM executions INDEXED BY executions_time
+                   WHERE {cond} ORDER BY start_ms LIMIT 5000;",
+                )
+                .replace("?1", &arg.to_string()),
+            )?;
+            let n: usize = tx.query_row("SELECT count(*) FROM temp.doomed", [], |r| r.get(0))?;
+            tx.execute_batch(
+                "DELETE FROM spans WHERE execution_arn IN (SELECT arn FROM temp.doomed);
+                 DELETE FROM logs WHERE execution_arn IN (SELECT arn FROM temp.doomed);
+                 DELETE FROM executions WHERE arn IN (SELECT arn FROM temp.doomed);",
+            )?;
+            tx.commit()?;
+            Ok(n)
+        };
+        let mut gone = 0;
+        loop {
+            let n = slice(&c, "start_ms < ?1", before_ms)?;
+            gone += n;
+            if n == 0 {
+                break;
+            }
+        }
+        let used = |c: &Connection| -> Result<u64, StoreError> {
+            let pages: i64 = c.pragma_query_value(None, "page_count", |r| r.get(0))?;
+            let free: i64 = c.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+            let size: i64 = c.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            Ok(((pages - free) * size) as u64)
+        };
+        // Over the size bound: the oldest go first, a slice at a time.
+        for _ in 0..10_000 {
+            if used(&c)? <= max_bytes {
+                break;
+            }
+            let n = slice(&c, "1 = ?1", 1)?;
+            gone += n;
+            if n == 0 {
+                break;
+            }
+        }
+        if gone > 0 {
+            c.execute_batch("PRAGMA incremental_vacuum;")?;
+        }
+        Ok(gone)
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let c = lock(&self.reader);
+        Ok(c.query_row("SELECT count(*) FROM executions", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::digest::{ExecutionUpdate, RunEnd};
+
+    fn exec(arn: &str, start_ms: i64, end: Option<(Status, u32)>) -> ExecutionUpdate {
+        ExecutionUpdate {
+            arn: arn.into(),
+            name: arn.into(),
+            state_machine_arn: "sm".into(),
+            state_machine_name: "SM".into(),
+            start_ms,
+            end: end.map(|(status, redrive_count)| RunEnd {
+                redrive_count,
+                status,
+                stop_ms: start_ms + 10,
+                error: None,
+                cause: None,
+            }),
+        }
+    }
+
+    fn span(arn: &str, id: u64) -> crate::store::digest::SpanRow {
+        crate::store::digest::SpanRow {
+            state_machine_arn: "sm".into(),
+            span: StateSpan {
+                execution_arn: arn.into(),
+                span_id: id,
+                parent_id: 0,
+                op: "aws.stepfunctions".into(),
+                resource: "SM".into(),
+                state_type: None,
+                start_ns: 0,
+                duration_ns: 1,
+                error: false,
+                attempt: false,
+            },
+            json: format!("{{\"span_id\":{id}}}"),
+        }
+    }
+
+    fn write(
+        st: &SqliteStore,
+        execs: Vec<ExecutionUpdate>,
+        spans: Vec<crate::store::digest::SpanRow>,
+    ) {
+        st.write(&WriteBatch {
+            executions: execs,
+            spans,
+            logs: vec![],
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_writes_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s/store.sqlite");
+        {
+            let st = SqliteStore::open(&path).unwrap();
+            write(&st, vec![exec("a", 100, None)], vec![span("a", u64::MAX)]);
+            write(
+                &st,
+                vec![exec("a", 50, Some((Status::Failed, 0)))],
+                vec![span("a", u64::MAX)],
+            );
+        }
+        let st = SqliteStore::open(&path).unwrap();
+        let e = st.execution("a").unwrap().unwrap();
+        assert_eq!(
+            (e.start_ms, e.status, e.stop_ms),
+            (50, Status::Failed, Some(60))
+        );
+        assert_eq!(
+            st.spans("a").unwrap(),
+            vec![format!("{{\"span_id\":{}}}", u64::MAX)]
+        );
+        // A redrive's end wins over a late copy of the first run's.
+        write(
+            &st,
+            vec![exec("a", 50, Some((Status::Succeeded, 1)))],
+            vec![],
+        );
+        write(&st, vec![exec("a", 50, Some((Status::Failed, 0)))], vec![]);
+        let e = st.execution("a").unwrap().unwrap();
+        assert_eq!((e.status, e.redrive_count), (Status::Succeeded, 1));
+    }
+
+    #[test]
+    fn retention_deletes_the_old_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+        let execs: Vec<_> = (0..20)
+            .map(|i| exec(&format!("e{i:02}"), i * 100, None))
+            .collect();
+        let spans: Vec<_> = (0..20)
+            .map(|i| span(&format!("e{i:02}"), i as u64))
+            .collect();
+        write(&st, execs, spans);
+        assert_eq!(st.prune(1000, u64::MAX).unwrap(), 10);
+        assert_eq!(st.count().unwrap(), 10);
+        assert!(st.execution("e09").unwrap().is_none() && st.spans("e09").unwrap().is_empty());
+        assert!(st.execution("e10").unwrap().is_some() && !st.spans("e10").unwrap().is_empty());
+        // Over the size bound: the oldest go until it fits (here: all).
+        st.prune(0, 1).unwrap();
+        assert_eq!(st.count().unwrap(), 0);
+    }
+
+    #[test]
+    fn pages_are_newest_first_and_filters_use_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+        let execs: Vec<_> = (0..7)
+            .map(|i| {
+                exec(
+                    &format!("e{i}"),
+                    1000 - (i % 3) * 100,
+                    (i % 2 == 0).then_some((Status::Failed, 0)),
+                )
+            })
+            .collect();
+        write(&st, execs, vec![]);
+        let q = |status, cursor| ExecutionQuery {
+            state_machine: Some("sm".into()),
+            status,
+            window: Window {
+                from_ms: 0,
+                to_ms: 2000,
+            },
+            limit: 3,
+            cursor,
+        };
+        let mut seen = vec![];
+        let mut cursor = None;
+        loop {
+            let p = st.executions(&q(None, cursor)).unwrap();
+            seen.extend(p.executions.iter().map(|e| (e.start_ms, e.arn.clone())));
+            match p.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(seen, sorted);
+        assert_eq!(seen.len(), 7);
+        let failed = st.executions(&q(Some(Status::Failed), None)).unwrap();
+        assert!(failed.executions.iter().all(|e| e.status == Status::Failed));
+        let c = st.reader.lock().unwrap();
+        let plan: String = c
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT arn FROM executions WHERE state_machine_arn = 'sm' AND status = 'FAILED' AND start_ms >= 0 AND start_ms < 10 ORDER BY start_ms DESC, arn DESC LIMIT 3",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("executions_sm_status"), "{plan}");
+    }
+}
