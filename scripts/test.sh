@@ -20,6 +20,13 @@ if ! .venv-dd/bin/ddapm-test-agent --version >/dev/null 2>&1; then
 fi
 export STEPSTITCH_DD_AGENT_BIN="$PWD/.venv-dd/bin/ddapm-test-agent"
 
+say "browser for the UI tests: Debian's chromium and chromium-driver"
+if ! [ -x /usr/bin/chromedriver ] || ! [ -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install --locked cargo-nextest

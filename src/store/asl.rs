@@ -2,15 +2,8 @@
 //! its Parallel's branch), and every transition a state can take — `Next`,
 //! a Choice's rules and `Default`, a `Catch`'s `Next`.
 
-use super::graph::{Skeleton, SkeletonNode};
+use super::graph::{branch_id, Skeleton, SkeletonNode};
 use serde_json::Value;
-
-/// A branch of a Parallel is a container node `{parallel}/{branch's StartAt}`
-/// (the same id the observed graph gives it: a branch span's resource is
-/// its first state's name).
-pub fn branch_id(parallel: &str, first_state: &str) -> String {
-    format!("{parallel}/{first_state}")
-}
 
 /// Reads the graph of an ASL definition (JSON text).
 pub fn parse(definition: &str) -> Result<Skeleton, String> {

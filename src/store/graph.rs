@@ -6,11 +6,17 @@
 //! branch is a container node `{parallel}/{first state}`; a Map's states
 //! have the Map as their parent.
 
-use super::asl::branch_id;
 use super::model::StateSpan;
 use super::stats::percentile;
 use crate::stitch::span::op;
 use std::collections::{HashMap, HashSet};
+
+/// A branch of a Parallel is a container node `{parallel}/{branch's StartAt}`
+/// (the same id from a definition and from spans: a branch span's resource
+/// is its first state's name).
+pub fn branch_id(parallel: &str, first_state: &str) -> String {
+    format!("{parallel}/{first_state}")
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkeletonNode {

@@ -40,12 +40,21 @@ function windowQuery() {
 }
 function withRange(path) { return `${path}?range=${range()}`; }
 
+// Span and trace ids are unsigned 64-bit: past 2^53 a JS number would
+// round them, so they are kept as their exact text.
+const ID_KEYS = new Set(["trace_id", "span_id", "parent_id"]);
+function keepIds(key, value, ctx) {
+  return ID_KEYS.has(key) && typeof value === "number" && ctx && ctx.source ? ctx.source : value;
+}
+
 async function api(path) {
   const headers = {};
   const token = sessionStorage.getItem("stepstitch-token");
   if (token) headers.Authorization = `Bearer ${token}`;
   const r = await fetch(path, { headers });
-  const body = await r.json().catch(() => ({ error: r.statusText }));
+  const text = await r.text();
+  let body;
+  try { body = JSON.parse(text, keepIds); } catch { body = { error: r.statusText }; }
   if (r.status === 401) throw Object.assign(new Error(body.error), { auth: true });
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
@@ -73,6 +82,11 @@ const pill = (status) => h("span", { class: `pill ${status}` }, status.replace("
 const short = (arn) => arn.split(":").slice(-1)[0];
 const smName = (arn) => { const p = arn.split(":"); return p[p.indexOf("stateMachine") + 1] || short(arn); };
 
+// Shows a page's parts (null and false parts are left out).
+function show(...kids) {
+  $main.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+}
+
 function crumbs(...items) {
   const nav = document.getElementById("crumbs");
   nav.replaceChildren(...items.flatMap((it, i) => [i ? " / " : "", it]));
@@ -81,13 +95,13 @@ function crumbs(...items) {
 function fail(e) {
   if (e.auth) {
     const input = h("input", { type: "password", placeholder: "API token", "aria-label": "API token" });
-    $main.replaceChildren(h("div", { class: "card" },
+    show(h("div", { class: "card" },
       h("p", {}, e.message),
       h("form", { onsubmit: (ev) => { ev.preventDefault(); sessionStorage.setItem("stepstitch-token", input.value); route(); } },
         input, " ", h("button", { type: "submit" }, "Use token"))));
     return;
   }
-  $main.replaceChildren(h("div", { class: "notice", role: "alert" }, e.message));
+  show(h("div", { class: "notice", role: "alert" }, e.message));
 }
 
 // ---------- Serverless view ----------
@@ -147,7 +161,7 @@ async function serverless() {
     table.replaceChildren(h("thead", {}, head), h("tbody", {}, body.length ? body : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No executions in this window."))));
   }
   draw();
-  $main.replaceChildren(
+  show(
     h("h1", {}, "State machines"),
     h("p", { class: "muted" }, `Executions started in the last ${range()} (${data.state_machines.length} state machines).`),
     h("div", { class: "bar" }, search),
@@ -213,7 +227,12 @@ function drawMap(map, perExecution) {
       const x1 = ra.left + ra.width / 2 - base.left + wrap.scrollLeft, y1 = ra.bottom - base.top + wrap.scrollTop;
       const x2 = rb.left + rb.width / 2 - base.left + wrap.scrollLeft, y2 = rb.top - base.top + wrap.scrollTop;
       let d;
-      if (y2 > y1) d = `M ${x1} ${y1} C ${x1} ${(y1 + y2) / 2}, ${x2} ${(y1 + y2) / 2}, ${x2} ${y2}`;
+      if (y2 > y1 && a.nextElementSibling !== b && a.parentElement === b.parentElement) {
+        // Skips the states between: around them on the left.
+        const lx1 = ra.left - base.left, ly1 = ra.top + ra.height / 2 - base.top;
+        const lx2 = rb.left - base.left, ly2 = rb.top + rb.height / 2 - base.top;
+        d = `M ${lx1} ${ly1} C ${lx1 - 50} ${ly1}, ${lx2 - 50} ${ly2}, ${lx2} ${ly2}`;
+      } else if (y2 > y1) d = `M ${x1} ${y1} C ${x1} ${(y1 + y2) / 2}, ${x2} ${(y1 + y2) / 2}, ${x2} ${y2}`;
       else {
         const side = Math.max(ra.right, rb.right) - base.left + 30;
         d = `M ${ra.right - base.left} ${ra.top + ra.height / 2 - base.top} C ${side} ${ra.top - base.top}, ${side} ${rb.top + rb.height / 2 - base.top}, ${rb.right - base.left} ${rb.top + rb.height / 2 - base.top}`;
@@ -268,7 +287,7 @@ async function stateMachine(arn) {
     const q = new URLSearchParams(location.search); if (v) q.set("status", v); else q.delete("status");
     return h("button", { class: `${v === "FAILED" ? "failed" : ""}${status === v ? " on" : ""}`, "data-status": v, onclick: () => go(`${location.pathname}?${q}`) }, label);
   }));
-  $main.replaceChildren(
+  show(
     h("h1", {}, smName(arn)), h("div", { class: "muted" }, arn),
     h("h2", {}, `Last ${range()}`),
     h("div", { class: "figures card" }, figures.map(([k, v]) => h("div", { class: "figure" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)))),
@@ -306,7 +325,7 @@ function timeline(spans) {
   const squeeze = [];
   // Busy intervals nest (the execution spans everything); gaps come from
   // leaf activity, so measure them over the non-root spans.
-  const leaf = spans.filter((sp) => sp.parent_id !== 0 && sp.name !== "aws.stepfunctions").map((sp) => [sp.start, sp.start + Math.max(sp.duration, 1)]).sort((a, b) => a[0] - b[0]);
+  const leaf = spans.filter((sp) => String(sp.parent_id) !== "0" && sp.name !== "aws.stepfunctions").map((sp) => [sp.start, sp.start + Math.max(sp.duration, 1)]).sort((a, b) => a[0] - b[0]);
   let end = leaf.length ? leaf[0][1] : t1;
   for (const [a, b] of leaf) {
     if (a - end > total * 0.15 && a - end > 60e9) squeeze.push([end, a]);
@@ -341,19 +360,19 @@ function openPanel(sp, links) {
   };
   const tags = Object.entries(m).filter(([k]) => !/^step_function\.(input|output)/.test(k)).sort();
   const nums = Object.entries(sp.metrics || {}).sort();
-  $panel.replaceChildren(
+  $panel.replaceChildren(...[
     h("button", { class: "close", "aria-label": "close", onclick: () => { $panel.hidden = true; document.querySelectorAll(".wf-row.sel").forEach((r) => r.classList.remove("sel")); } }, "×"),
     h("h3", {}, sp.resource),
     h("div", { class: "muted" }, sp.name, " · ", m["step_function.state_type"] || ""),
     h("p", {}, sp.error ? pill("FAILED") : pill("SUCCEEDED"), "  ", ms(sp.duration / 1e6), " from ", when(new Date(sp.start / 1e6).toISOString())),
     m["error.type"] ? h("div", { class: "error-box" }, h("strong", {}, m["error.type"]), m["error.message"] ? h("pre", {}, jsonText(m["error.message"])) : null) : null,
-    section("Input", "step_function.input"),
-    section("Output", "step_function.output"),
+    ...(section("Input", "step_function.input") || []),
+    ...(section("Output", "step_function.output") || []),
     h("h4", {}, "Tags"),
     h("table", {}, h("tbody", {}, [...tags, ...nums].map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, String(v)))))),
     h("h4", {}, "Links"),
     h("p", {}, links.datadog_trace ? h("a", { href: links.datadog_trace, target: "_blank", rel: "noopener" }, "Trace in Datadog") : h("span", { class: "muted" }, "Datadog export is off."),
-      " · ", h("span", { class: "muted" }, `span ${sp.span_id} · trace ${sp.trace_id}`)));
+      " · ", h("span", { class: "muted" }, `span ${sp.span_id} · trace ${sp.trace_id}`))].filter(Boolean));
   $panel.hidden = false;
 }
 
@@ -421,7 +440,7 @@ async function execution(arn) {
   const logs = e.logs.length ? h("table", { class: "logs" }, h("thead", {}, h("tr", {}, ["Time", "Event", "Details"].map((c) => h("th", {}, c)))),
     h("tbody", {}, e.logs.map((l) => h("tr", {}, h("td", {}, when(l.timestamp)), h("td", {}, l.error ? pill(l.event.type || "error") : (l.event.type || "")), h("td", {}, h("code", {}, JSON.stringify(l.event.details || l.event).slice(0, 400)))))))
     : h("p", { class: "muted" }, "No log events stored (STEPSTITCH_FORWARD_LOGS=errors or all keeps them).");
-  $main.replaceChildren(
+  show(
     h("h1", {}, e.name, " ", pill(e.status)), h("div", { class: "muted" }, e.arn),
     h("div", { class: "figures card", style: "margin-top:12px" }, facts.map(([k, v]) => h("div", { class: "figure" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)))),
     e.error || e.cause ? h("div", { class: "error-box", id: "execution-error" }, h("strong", {}, e.error || "Error"), e.cause ? h("pre", {}, jsonText(e.cause)) : null) : null,
