@@ -520,9 +520,17 @@ fn otlp_without_an_endpoint_with_grpc_or_without_a_logs_endpoint_for_forwarded_l
     );
     assert!(!status.success());
     assert!(out.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{out}");
-    // Forwarded logs need an exporter that takes them.
+    // Forwarded logs need an exporter that takes them (or the store).
     let (status, out) = common::run_to_exit(
-        &["serve", "--export", "otlp", "--forward-logs", "errors"],
+        &[
+            "serve",
+            "--export",
+            "otlp",
+            "--forward-logs",
+            "errors",
+            "--store",
+            "off",
+        ],
         &[(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             "http://127.0.0.1:4318/v1/traces",

@@ -132,6 +132,12 @@ impl Server {
     }
 
     /// The text of `/metrics`.
+    /// A GET on the admin listener, its body as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = self.client.get(self.admin_url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.admin_url("/metrics"))
