@@ -58,11 +58,16 @@ async fn stored(s: &Server, n: usize) -> Vec<Value> {
         if all.len() >= n && all.iter().all(|e| e["status"] != "RUNNING") {
             return all;
         }
-        assert!(
-            Instant::now() < deadline,
-            "store holds {} of {n}",
-            all.len()
-        );
+        if Instant::now() > deadline {
+            panic!(
+                "store holds {} of {n}; dropped {}, failed writes {}",
+                all.len(),
+                s.metric("stepstitch_store_dropped_total{signal=\"traces\"}")
+                    .await,
+                s.metric("stepstitch_store_writes_total{outcome=\"error\"}")
+                    .await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -264,7 +269,7 @@ async fn store_survives_restart_definitions_draw_the_map_and_tokens_guard_it() {
 
     // Mutations need a token even on loopback, and never cross-site.
     let definition = f.meta["definition"].to_string();
-    let put = |token: Option<&str>, origin: Option<&str>| {
+    let put = |s: &Server, token: Option<&str>, origin: Option<&str>| {
         let mut rq = s
             .client
             .put(s.admin_url(&format!("/api/v1/state-machines/{}/definition", enc(&sm))))
@@ -278,34 +283,21 @@ async fn store_survives_restart_definitions_draw_the_map_and_tokens_guard_it() {
         rq.send()
     };
     assert_eq!(
-        put(Some("tok-1"), None).await.unwrap().status(),
+        put(&s, Some("tok-1"), None).await.unwrap().status(),
         401,
         "no tokens configured on this start"
     );
     drop(s);
     let s = start_server(dir.path(), &["--api-tokens", "tok-1"]);
-    let put = |token: Option<&str>, origin: Option<&str>| {
-        let mut rq = s
-            .client
-            .put(s.admin_url(&format!("/api/v1/state-machines/{}/definition", enc(&sm))))
-            .body(definition.clone());
-        if let Some(t) = token {
-            rq = rq.bearer_auth(t);
-        }
-        if let Some(o) = origin {
-            rq = rq.header("origin", o);
-        }
-        rq.send()
-    };
-    assert_eq!(put(None, None).await.unwrap().status(), 401);
+    assert_eq!(put(&s, None, None).await.unwrap().status(), 401);
     assert_eq!(
-        put(Some("tok-1"), Some("https://evil.example"))
+        put(&s, Some("tok-1"), Some("https://evil.example"))
             .await
             .unwrap()
             .status(),
         403
     );
-    assert_eq!(put(Some("tok-1"), None).await.unwrap().status(), 200);
+    assert_eq!(put(&s, Some("tok-1"), None).await.unwrap().status(), 200);
     let (_, map) = get(&s, &format!("/api/v1/executions/{}/map", enc(&arn))).await;
     assert_eq!(map["source"], "definition");
     let def_states: BTreeSet<String> = f.meta["definition"]["States"]

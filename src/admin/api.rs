@@ -59,6 +59,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     NotBuilt(&'static str),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -70,6 +72,7 @@ impl IntoResponse for ApiError {
             ApiError::Denied(_) => StatusCode::UNAUTHORIZED,
             ApiError::NoStore | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotBuilt(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let ApiError::Denied(d) = &self {
             metrics::counter!(names::API_REQUESTS, "outcome" => d.reason()).increment(1);
@@ -119,7 +122,7 @@ impl Api {
         let store = self.store.clone().ok_or(ApiError::NoStore)?;
         tokio::task::spawn_blocking(move || f(&*store))
             .await
-            .map_err(|e| ApiError::BadRequest(format!("internal: {e}")))?
+            .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 
     fn window(

@@ -32,7 +32,7 @@ use crate::export::otlp::OtlpExporter;
 use crate::export::receipt::Outbox;
 use crate::export::settings::ExportArgs;
 use crate::export::settings::{ExportSettings, ExportTarget};
-use crate::export::store::{Retention, StoreExporter};
+use crate::export::store::StoreExporter;
 use crate::export::{spawn_jsonl_exporter, Exporter};
 use crate::firehose::settings::FirehoseArgs;
 use crate::firehose::{self, auth::AccessKeys, IngestState};
@@ -335,16 +335,8 @@ impl App {
         if let Some(st) = &store {
             // Last, so the ledger's exporter numbers of the others stay as they were.
             exporters.push(Exporter::Store(
-                StoreExporter::spawn(
-                    st.clone(),
-                    clock.clone(),
-                    Retention {
-                        keep: settings.store.retention,
-                        max_bytes: settings.store.max_bytes,
-                        every: settings.store.prune_interval,
-                    },
-                )
-                .context("starting the store writer")?,
+                StoreExporter::spawn(st.clone(), clock.clone(), settings.store.clone())
+                    .context("starting the store writer")?,
             ));
         }
         let hub = Hub {

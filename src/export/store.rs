@@ -1,7 +1,11 @@
-//! The execution store as one more sink of the hub. Its queue is bounded
-//! and never waited on: when the store is slow or failing, spans are
-//! counted as dropped (for the store only) and every other exporter still
-//! gets them, so the store is never a reason to refuse Firehose data.
+//! The execution store as one more sink of the hub. Its queue is never
+//! waited on, and bounded by what it holds (spans and log records, not
+//! emissions: one emission may be one span or thousands): a burst is
+//! absorbed, and only when the store falls that far behind, or fails, are
+//! items counted as dropped for the store alone. Every other exporter
+//! still gets them, so the store is never a reason to refuse Firehose
+//! data. What waits here is shared (`Arc`) with the outbox, which holds it
+//! until every exporter acknowledged it anyway.
 //! A receipt is released once its batch is committed, so what was emitted
 //! but not stored at a crash is stored after the restart.
 
@@ -9,29 +13,27 @@ use super::item::ExportItem;
 use super::receipt::Receipt;
 use crate::clock::Clock;
 use crate::store::digest::WriteBatch;
+use crate::store::settings::StoreSettings;
 use crate::store::Store;
 use crate::telemetry::names;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Items queued for the store writer (each a stitcher emission's spans or logs).
-const QUEUED: usize = 256;
-/// Items folded into one write transaction at most.
-const PER_WRITE: usize = 64;
+/// Spans and log records queued for the writer at most (a few seconds of
+/// peak ingest; the first build dropped at 256 emissions, which a test's
+/// burst of 480 executions overran).
+const QUEUED: usize = 200_000;
+/// Spans and log records folded into one write transaction, about.
+const PER_WRITE: usize = 5_000;
 
 type Item = (ExportItem, Option<Arc<Receipt>>);
 
-/// Retention, enforced by the writer between writes.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub keep: Duration,
-    pub max_bytes: u64,
-    pub every: Duration,
-}
-
 pub struct StoreExporter {
-    tx: SyncSender<Item>,
+    tx: Sender<Item>,
+    /// Spans and log records in the queue.
+    queued: Arc<AtomicUsize>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -39,29 +41,33 @@ impl StoreExporter {
     pub fn spawn(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        retention: Retention,
+        retention: StoreSettings,
     ) -> std::io::Result<StoreExporter> {
-        let (tx, rx) = sync_channel(QUEUED);
+        let (tx, rx) = channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
         let thread = std::thread::Builder::new()
             .name("stepstitch-store".into())
-            .spawn(move || run(rx, store, clock, retention))?;
-        Ok(StoreExporter { tx, thread })
+            .spawn(move || run(rx, q, store, clock, retention))?;
+        Ok(StoreExporter { tx, queued, thread })
     }
 
-    /// Never waits: a full queue drops the item for the store alone.
+    /// Never waits: past the bound, the item is dropped for the store alone.
     pub fn accept(&self, item: &ExportItem, receipt: Option<Arc<Receipt>>) {
         let signal = match item {
             ExportItem::Metrics(_) => return,
             ExportItem::Spans(_) => "traces",
             ExportItem::Logs(_) => "logs",
         };
-        match self.tx.try_send((item.clone(), receipt)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                metrics::counter!(names::STORE_DROPPED, "signal" => signal)
-                    .increment(item.len() as u64);
-            }
+        let n = item.len();
+        // Counted before it is sent, so the writer never takes off more
+        // than was put on.
+        let before = self.queued.fetch_add(n, Ordering::Relaxed);
+        if before + n <= QUEUED && self.tx.send((item.clone(), receipt)).is_ok() {
+            return;
         }
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        metrics::counter!(names::STORE_DROPPED, "signal" => signal).increment(n as u64);
     }
 
     pub async fn close(self) {
@@ -71,26 +77,37 @@ impl StoreExporter {
     }
 }
 
-fn run(rx: Receiver<Item>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, r: Retention) {
+fn run(
+    rx: Receiver<Item>,
+    queued: Arc<AtomicUsize>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    r: StoreSettings,
+) {
     let mut next_prune = Instant::now();
     let mut failing = false;
     loop {
         if Instant::now() >= next_prune {
-            prune(&*store, &*clock, r);
-            next_prune = Instant::now() + r.every;
+            prune(&*store, &*clock, &r);
+            next_prune = Instant::now() + r.prune_interval;
         }
         let first = match rx.recv_timeout(next_prune.saturating_duration_since(Instant::now())) {
             Ok(item) => item,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        let mut size = first.0.len();
         let mut items = vec![first];
-        while items.len() < PER_WRITE {
+        while size < PER_WRITE {
             match rx.try_recv() {
-                Ok(item) => items.push(item),
+                Ok(item) => {
+                    size += item.0.len();
+                    items.push(item);
+                }
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(size, Ordering::Relaxed);
         let mut batch = WriteBatch::default();
         let mut spans = 0;
         for (item, _) in &items {
@@ -102,6 +119,9 @@ fn run(rx: Receiver<Item>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, r: Rete
                 ExportItem::Logs(l) => batch.add_logs(l),
                 ExportItem::Metrics(_) => {}
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let started = Instant::now();
         match store.write(&batch) {
@@ -132,8 +152,9 @@ fn run(rx: Receiver<Item>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, r: Rete
     }
 }
 
-fn prune(store: &dyn Store, clock: &dyn Clock, r: Retention) {
-    let before = clock.now_ms() - r.keep.as_millis() as i64;
+/// Retention and the size bound, enforced between writes.
+fn prune(store: &dyn Store, clock: &dyn Clock, r: &StoreSettings) {
+    let before = clock.now_ms() - r.retention.as_millis() as i64;
     match store.prune(before, r.max_bytes) {
         Ok(n) => {
             metrics::counter!(names::STORE_PRUNED).increment(n as u64);

@@ -32,7 +32,6 @@ pub struct ExecutionUpdate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
-    pub state_machine_arn: String,
     pub span: StateSpan,
     pub json: String,
 }
@@ -48,6 +47,8 @@ pub struct WriteBatch {
     pub executions: Vec<ExecutionUpdate>,
     pub spans: Vec<SpanRow>,
     pub logs: Vec<LogRow>,
+    /// Where each execution's update is in `executions`.
+    at: HashMap<String, usize>,
 }
 
 impl WriteBatch {
@@ -57,30 +58,28 @@ impl WriteBatch {
 
     /// Adds spans: a span without an execution ARN (none today) is skipped.
     pub fn add_spans(&mut self, spans: &[Span]) {
-        let mut at: HashMap<String, usize> = self
-            .executions
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.arn.clone(), i))
-            .collect();
         for s in spans {
             let Some(arn) = s.meta.get("step_function.execution_arn") else {
                 continue;
             };
             let start_ms = s.start / 1_000_000;
-            let i = *at.entry(arn.to_string()).or_insert_with(|| {
-                self.executions.push(ExecutionUpdate {
-                    arn: arn.to_string(),
-                    name: meta(s, "step_function.execution_name").unwrap_or_default(),
-                    state_machine_arn: meta(s, "step_function.state_machine_arn")
-                        .unwrap_or_default(),
-                    state_machine_name: meta(s, "step_function.state_machine_name")
-                        .unwrap_or_else(|| s.service.to_string()),
-                    start_ms,
-                    end: None,
-                });
-                self.executions.len() - 1
-            });
+            let i = match self.at.get(arn.as_str()) {
+                Some(&i) => i,
+                None => {
+                    self.executions.push(ExecutionUpdate {
+                        arn: arn.to_string(),
+                        name: meta(s, "step_function.execution_name").unwrap_or_default(),
+                        state_machine_arn: meta(s, "step_function.state_machine_arn")
+                            .unwrap_or_default(),
+                        state_machine_name: meta(s, "step_function.state_machine_name")
+                            .unwrap_or_else(|| s.service.to_string()),
+                        start_ms,
+                        end: None,
+                    });
+                    self.at.insert(arn.to_string(), self.executions.len() - 1);
+                    self.executions.len() - 1
+                }
+            };
             let e = &mut self.executions[i];
             e.start_ms = e.start_ms.min(start_ms);
             if let Some(end) = run_end(s) {
@@ -92,7 +91,6 @@ impl WriteBatch {
                 }
             }
             self.spans.push(SpanRow {
-                state_machine_arn: e.state_machine_arn.clone(),
                 span: state_span(arn, s),
                 // A Span always serialises (strings and numbers only).
                 json: serde_json::to_string(s).unwrap_or_default(),

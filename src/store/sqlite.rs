@@ -376,19 +376,20 @@ impl Store for SqliteStore {
 
     fn prune(&self, before_ms: i64, max_bytes: u64) -> Result<usize, StoreError> {
         let c = lock(&self.writer);
-        // In slices, so a large backlog never holds the writer for long.
-        let slice = |c: &Connection, cond: &str, arg: i64| -> Result<usize, StoreError> {
+        // In slices, oldest first, so a large backlog never holds the
+        // writer for long: each deletes up to 5,000 executions started
+        // before `before` with their spans and logs.
+        let slice = |c: &Connection, before: i64| -> Result<usize, StoreError> {
             let tx = c.unchecked_transaction()?;
             tx.execute_batch(
-                &format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS doomed(arn TEXT PRIMARY KEY) WITHOUT ROWID;
-                 DELETE FROM temp.doomed;
-                 INSERT INTO temp.doomed SELECT arn FROM executions INDEXED BY executions_time
-                   WHERE {cond} ORDER BY start_ms LIMIT 5000;",
-                )
-                .replace("?1", &arg.to_string()),
+                "CREATE TEMP TABLE IF NOT EXISTS doomed(arn TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.doomed;",
             )?;
-            let n: usize = tx.query_row("SELECT count(*) FROM temp.doomed", [], |r| r.get(0))?;
+            let n = tx.execute(
+                "INSERT INTO temp.doomed SELECT arn FROM executions INDEXED BY executions_time
+                 WHERE start_ms < ?1 ORDER BY start_ms LIMIT 5000",
+                [before],
+            )?;
             tx.execute_batch(
                 "DELETE FROM spans WHERE execution_arn IN (SELECT arn FROM temp.doomed);
                  DELETE FROM logs WHERE execution_arn IN (SELECT arn FROM temp.doomed);
@@ -399,7 +400,7 @@ impl Store for SqliteStore {
         };
         let mut gone = 0;
         loop {
-            let n = slice(&c, "start_ms < ?1", before_ms)?;
+            let n = slice(&c, before_ms)?;
             gone += n;
             if n == 0 {
                 break;
@@ -416,7 +417,7 @@ impl Store for SqliteStore {
             if used(&c)? <= max_bytes {
                 break;
             }
-            let n = slice(&c, "1 = ?1", 1)?;
+            let n = slice(&c, i64::MAX)?;
             gone += n;
             if n == 0 {
                 break;
@@ -458,7 +459,6 @@ mod tests {
 
     fn span(arn: &str, id: u64) -> crate::store::digest::SpanRow {
         crate::store::digest::SpanRow {
-            state_machine_arn: "sm".into(),
             span: StateSpan {
                 execution_arn: arn.into(),
                 span_id: id,
@@ -480,12 +480,10 @@ mod tests {
         execs: Vec<ExecutionUpdate>,
         spans: Vec<crate::store::digest::SpanRow>,
     ) {
-        st.write(&WriteBatch {
-            executions: execs,
-            spans,
-            logs: vec![],
-        })
-        .unwrap();
+        let mut b = WriteBatch::default();
+        b.executions = execs;
+        b.spans = spans;
+        st.write(&b).unwrap();
     }
 
     #[test]
