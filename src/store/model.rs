@@ -36,7 +36,11 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|x| x.as_str() == s)
+        Self::parse_bytes(s.as_bytes())
+    }
+
+    pub fn parse_bytes(s: &[u8]) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.as_str().as_bytes() == s)
     }
 
     /// Counted as a failure in the health figures.
