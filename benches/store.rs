@@ -15,9 +15,9 @@ use stepstitch::admin::access::Access;
 use stepstitch::admin::api::{self, Api};
 use stepstitch::clock::{Clock, SystemClock};
 use stepstitch::firehose::auth::AccessKeys;
-use stepstitch::store::digest::{ExecutionUpdate, RunEnd, SpanRow, WriteBatch};
+use stepstitch::store::digest::{ExecutionUpdate, RunEnd, WriteBatch};
 use stepstitch::store::sqlite::SqliteStore;
-use stepstitch::store::{StateSpan, Status, Store};
+use stepstitch::store::{Status, Store};
 use tower::ServiceExt;
 
 const MACHINES: usize = 50;
@@ -44,7 +44,8 @@ fn exec_arn(i: usize) -> String {
     )
 }
 
-fn state(
+/// A span as the jsonl exporter writes it (the meta the UI reads).
+fn span(
     arn: &str,
     id: u64,
     parent: u64,
@@ -52,29 +53,18 @@ fn state(
     start_ms: i64,
     dur_ms: i64,
     err: bool,
-) -> SpanRow {
-    let span = StateSpan {
-        execution_arn: arn.to_owned(),
-        span_id: id,
-        parent_id: parent,
-        op: if parent == 0 {
-            "aws.stepfunctions"
-        } else {
-            "aws.stepfunctions.state"
-        }
-        .into(),
-        resource: name.into(),
-        state_type: (parent != 0).then(|| "Task".into()),
-        start_ns: start_ms * 1_000_000,
-        duration_ns: dur_ms * 1_000_000,
-        error: err,
-        attempt: false,
+) -> String {
+    let op = if parent == 0 {
+        "aws.stepfunctions"
+    } else {
+        "aws.stepfunctions.state"
     };
-    let json = format!(
-        r#"{{"trace_id":{id},"span_id":{id},"parent_id":{parent},"name":"{}","resource":"{name}","service":"svc","type":"serverless","start":{},"duration":{},"error":{},"meta":{{"step_function.execution_arn":"{arn}","step_function.state_type":"Task"}},"metrics":{{}}}}"#,
-        span.op, span.start_ns, span.duration_ns, err as i32
-    );
-    SpanRow { span, json }
+    format!(
+        r#"{{"trace_id":{id},"span_id":{id},"parent_id":{parent},"name":"{op}","resource":"{name}","service":"svc","type":"serverless","start":{},"duration":{},"error":{},"meta":{{"step_function.execution_arn":"{arn}","step_function.state_type":"Task"}},"metrics":{{}}}}"#,
+        start_ms * 1_000_000,
+        dur_ms * 1_000_000,
+        err as i32
+    )
 }
 
 fn fill(store: &SqliteStore, n: usize, now: i64) {
@@ -89,6 +79,21 @@ fn fill(store: &SqliteStore, n: usize, now: i64) {
             let start = now - 14 * DAY_MS + (k as i64 * 14 * DAY_MS) / n as i64;
             let st = status(k);
             let dur = 200 + (k as i64 * 7919) % 5_000;
+            let root = k as u64 * 8 + 1;
+            let mut spans = vec![span(&arn, root, 0, "Machine", start, dur, st.is_failure())];
+            for (j, name) in ["Validate", "Charge", "Ship", "Notify"].iter().enumerate() {
+                let s0 = start + j as i64 * dur / 4;
+                let fail = st.is_failure() && j == 3;
+                spans.push(span(
+                    &arn,
+                    root + 1 + j as u64,
+                    root,
+                    name,
+                    s0,
+                    dur / 4,
+                    fail,
+                ));
+            }
             b.executions.push(ExecutionUpdate {
                 arn: arn.clone(),
                 name: format!("run-{k:08}"),
@@ -102,23 +107,8 @@ fn fill(store: &SqliteStore, n: usize, now: i64) {
                     error: st.is_failure().then(|| "States.TaskFailed".into()),
                     cause: None,
                 }),
+                spans_json: spans.join(","),
             });
-            let root = k as u64 * 8 + 1;
-            b.spans
-                .push(state(&arn, root, 0, "Machine", start, dur, st.is_failure()));
-            for (j, name) in ["Validate", "Charge", "Ship", "Notify"].iter().enumerate() {
-                let s0 = start + j as i64 * dur / 4;
-                let fail = st.is_failure() && j == 3;
-                b.spans.push(state(
-                    &arn,
-                    root + 1 + j as u64,
-                    root,
-                    name,
-                    s0,
-                    dur / 4,
-                    fail,
-                ));
-            }
         }
         store.write(&b).unwrap();
         i += per_batch;

@@ -1,8 +1,10 @@
-//! Spans and log records into store rows (pure): the execution summaries
-//! they imply, one row per span (its JSON exactly as the jsonl exporter
-//! writes it, plus the columns the map aggregates), one row per log event.
+//! Spans and log records into store rows (pure): per execution, the
+//! summary its spans imply and its spans as one JSON array (each span
+//! exactly as the jsonl exporter writes it): one row per execution and
+//! batch, not per span (a row per span cost ~12 µs each and halved the
+//! server's throughput, BENCHMARKS.md); one row per log event.
 
-use super::model::{StateSpan, Status, StoredLog};
+use super::model::{Status, StoredLog};
 use crate::stitch::output::LogRecord;
 use crate::stitch::span::{op, Span};
 use std::collections::HashMap;
@@ -28,12 +30,9 @@ pub struct ExecutionUpdate {
     pub start_ms: i64,
     /// The latest run's end, when its root span is in the batch.
     pub end: Option<RunEnd>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpanRow {
-    pub span: StateSpan,
-    pub json: String,
+    /// Its spans in the batch, as JSON objects separated by commas (the
+    /// store writes them as an array); empty: none.
+    pub spans_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +44,6 @@ pub struct LogRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteBatch {
     pub executions: Vec<ExecutionUpdate>,
-    pub spans: Vec<SpanRow>,
     pub logs: Vec<LogRow>,
     /// Where each execution's update is in `executions`.
     at: HashMap<String, usize>,
@@ -53,7 +51,7 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.executions.is_empty() && self.spans.is_empty() && self.logs.is_empty()
+        self.executions.is_empty() && self.logs.is_empty()
     }
 
     /// Adds spans: a span without an execution ARN (none today) is skipped.
@@ -75,6 +73,7 @@ impl WriteBatch {
                             .unwrap_or_else(|| s.service.to_string()),
                         start_ms,
                         end: None,
+                        spans_json: String::new(),
                     });
                     self.at.insert(arn.to_string(), self.executions.len() - 1);
                     self.executions.len() - 1
@@ -90,11 +89,13 @@ impl WriteBatch {
                     e.end = Some(end);
                 }
             }
-            self.spans.push(SpanRow {
-                span: state_span(arn, s),
-                // A Span always serialises (strings and numbers only).
-                json: serde_json::to_string(s).unwrap_or_default(),
-            });
+            // A Span always serialises (strings and numbers only).
+            let mut buf = std::mem::take(&mut e.spans_json).into_bytes();
+            if !buf.is_empty() {
+                buf.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut buf, s);
+            e.spans_json = String::from_utf8(buf).unwrap_or_default();
         }
     }
 
@@ -142,19 +143,4 @@ fn run_end(s: &Span) -> Option<RunEnd> {
         error: meta(s, "error.type"),
         cause: meta(s, "error.message"),
     })
-}
-
-fn state_span(arn: &str, s: &Span) -> StateSpan {
-    StateSpan {
-        execution_arn: arn.to_owned(),
-        span_id: s.span_id,
-        parent_id: s.parent_id,
-        op: s.name.to_owned(),
-        resource: s.resource.to_string(),
-        state_type: meta(s, "step_function.state_type"),
-        start_ns: s.start,
-        duration_ns: s.duration,
-        error: s.error != 0,
-        attempt: s.meta.get("step_function.attempt").is_some(),
-    }
 }

@@ -45,6 +45,13 @@ const MIGRATIONS: &[&str] = &[
     // BENCHMARKS.md); it replaces the (state machine, start) index.
     "CREATE INDEX executions_sm_health ON executions(state_machine_arn, start_ms, status, stop_ms);
      DROP INDEX executions_sm;",
+    // 3: spans as one JSON array per execution and write (a row per span
+    // was the store's main cost), read back and de-duplicated by span id.
+    "CREATE TABLE span_chunks(id INTEGER PRIMARY KEY, execution_arn TEXT NOT NULL, json TEXT NOT NULL);
+     CREATE INDEX span_chunks_execution ON span_chunks(execution_arn);
+     INSERT INTO span_chunks(execution_arn, json)
+       SELECT execution_arn, '[' || group_concat(json, ',') || ']' FROM spans GROUP BY execution_arn;
+     DROP TABLE spans;",
 ];
 
 pub struct SqliteStore {
@@ -62,6 +69,22 @@ fn id_out(v: u64) -> i64 {
 }
 fn id_in(v: i64) -> u64 {
     v as u64
+}
+
+/// A chunk's spans (a chunk that does not parse, none: it cannot happen
+/// short of a damaged file, and one execution must not break a page).
+fn split(chunk: &str) -> Vec<&serde_json::value::RawValue> {
+    serde_json::from_str(chunk).unwrap_or_default()
+}
+
+#[derive(serde::Deserialize)]
+struct SpanKey {
+    span_id: u64,
+    start: i64,
+}
+
+fn key(span: &str) -> Option<SpanKey> {
+    serde_json::from_str(span).ok()
 }
 
 /// A stable key for a log event (replays write the same row again).
@@ -159,26 +182,11 @@ impl Store for SqliteStore {
                     ])?;
                 }
             }
-            let mut span = tx.prepare_cached(
-                "INSERT OR REPLACE INTO spans(execution_arn, span_id, parent_id, op, resource,
-                 state_type, start_ns, duration_ns, error, attempt, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            let mut chunk = tx.prepare_cached(
+                "INSERT INTO span_chunks(execution_arn, json) VALUES (?1, '[' || ?2 || ']')",
             )?;
-            for r in &b.spans {
-                let s = &r.span;
-                span.execute(params![
-                    s.execution_arn,
-                    id_out(s.span_id),
-                    id_out(s.parent_id),
-                    s.op,
-                    s.resource,
-                    s.state_type,
-                    s.start_ns,
-                    s.duration_ns,
-                    s.error,
-                    s.attempt,
-                    r.json
-                ])?;
+            for e in b.executions.iter().filter(|e| !e.spans_json.is_empty()) {
+                chunk.execute(params![e.arn, e.spans_json])?;
             }
             let mut log = tx.prepare_cached(
                 "INSERT OR IGNORE INTO logs(execution_arn, key, timestamp_ms, span_id, error, message)
@@ -280,11 +288,21 @@ impl Store for SqliteStore {
 
     fn spans(&self, arn: &str) -> Result<Vec<String>, StoreError> {
         let c = lock(&self.reader);
-        let mut q = c.prepare_cached(
-            "SELECT json FROM spans WHERE execution_arn = ?1 ORDER BY start_ns, span_id",
-        )?;
-        let rows = q.query_map([arn], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut q = c.prepare_cached("SELECT json FROM span_chunks WHERE execution_arn = ?1")?;
+        let chunks = q.query_map([arn], |r| r.get::<_, String>(0))?;
+        let mut spans: Vec<(i64, u64, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for chunk in chunks {
+            for raw in split(&chunk?) {
+                let Some(k) = key(raw.get()) else { continue };
+                // A span written again (a replay after a restart) once.
+                if seen.insert(k.span_id) {
+                    spans.push((k.start, k.span_id, raw.get().to_owned()));
+                }
+            }
+        }
+        spans.sort_unstable_by_key(|s| (s.0, s.1));
+        Ok(spans.into_iter().map(|s| s.2).collect())
     }
 
     fn state_spans(
@@ -295,31 +313,29 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StateSpan>, StoreError> {
         let c = lock(&self.reader);
         let mut q = c.prepare_cached(
-            "SELECT s.execution_arn, s.span_id, s.parent_id, s.op, s.resource, s.state_type,
-                    s.start_ns, s.duration_ns, s.error, s.attempt
+            "SELECT c.execution_arn, c.json
              FROM (SELECT arn FROM executions INDEXED BY executions_sm_health
                    WHERE state_machine_arn = ?1 AND start_ms >= ?2 AND start_ms < ?3
                    ORDER BY start_ms DESC LIMIT ?4) e
-             JOIN spans s ON s.execution_arn = e.arn",
+             JOIN span_chunks c ON c.execution_arn = e.arn",
         )?;
         let rows = q.query_map(
             params![state_machine_arn, w.from_ms, w.to_ms, limit as i64],
-            |r| {
-                Ok(StateSpan {
-                    execution_arn: r.get(0)?,
-                    span_id: id_in(r.get(1)?),
-                    parent_id: id_in(r.get(2)?),
-                    op: r.get(3)?,
-                    resource: r.get(4)?,
-                    state_type: r.get(5)?,
-                    start_ns: r.get(6)?,
-                    duration_ns: r.get(7)?,
-                    error: r.get(8)?,
-                    attempt: r.get(9)?,
-                })
-            },
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for row in rows {
+            let (arn, chunk) = row?;
+            for raw in split(&chunk) {
+                if let Some(s) = StateSpan::from_json(&arn, raw.get()) {
+                    if seen.insert((arn.clone(), s.span_id)) {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn logs(&self, arn: &str, limit: usize) -> Result<Vec<StoredLog>, StoreError> {
@@ -382,7 +398,7 @@ impl Store for SqliteStore {
                 [before],
             )?;
             tx.execute_batch(
-                "DELETE FROM spans WHERE execution_arn IN (SELECT arn FROM temp.doomed);
+                "DELETE FROM span_chunks WHERE execution_arn IN (SELECT arn FROM temp.doomed);
                  DELETE FROM logs WHERE execution_arn IN (SELECT arn FROM temp.doomed);
                  DELETE FROM executions WHERE arn IN (SELECT arn FROM temp.doomed);",
             )?;
@@ -445,35 +461,29 @@ mod tests {
                 error: None,
                 cause: None,
             }),
+            spans_json: String::new(),
         }
     }
 
-    fn span(arn: &str, id: u64) -> crate::store::digest::SpanRow {
-        crate::store::digest::SpanRow {
-            span: StateSpan {
-                execution_arn: arn.into(),
-                span_id: id,
-                parent_id: 0,
-                op: "aws.stepfunctions".into(),
-                resource: "SM".into(),
-                state_type: None,
-                start_ns: 0,
-                duration_ns: 1,
-                error: false,
-                attempt: false,
-            },
-            json: format!("{{\"span_id\":{id}}}"),
-        }
+    fn span(arn: &str, id: u64) -> (String, String) {
+        (arn.into(), span_json(id))
     }
 
-    fn write(
-        st: &SqliteStore,
-        execs: Vec<ExecutionUpdate>,
-        spans: Vec<crate::store::digest::SpanRow>,
-    ) {
+    fn span_json(id: u64) -> String {
+        format!("{{\"span_id\":{id},\"start\":0}}")
+    }
+
+    /// Writes the executions with these spans (by ARN) in one batch.
+    fn write(st: &SqliteStore, mut execs: Vec<ExecutionUpdate>, spans: Vec<(String, String)>) {
+        for (arn, json) in spans {
+            let e = execs.iter_mut().find(|e| e.arn == arn).unwrap();
+            if !e.spans_json.is_empty() {
+                e.spans_json.push(',');
+            }
+            e.spans_json.push_str(&json);
+        }
         let mut b = WriteBatch::default();
         b.executions = execs;
-        b.spans = spans;
         st.write(&b).unwrap();
     }
 
@@ -496,10 +506,7 @@ mod tests {
             (e.start_ms, e.status, e.stop_ms),
             (50, Status::Failed, Some(60))
         );
-        assert_eq!(
-            st.spans("a").unwrap(),
-            vec![format!("{{\"span_id\":{}}}", u64::MAX)]
-        );
+        assert_eq!(st.spans("a").unwrap(), vec![span_json(u64::MAX)]);
         // A redrive's end wins over a late copy of the first run's.
         write(
             &st,
@@ -519,8 +526,15 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(MIGRATIONS[0]).unwrap();
             c.pragma_update(None, "user_version", 1).unwrap();
+            // A span stored one row per span, as version 1 did.
+            c.execute(
+                "INSERT INTO spans VALUES ('old', 7, 0, 'op', 'r', NULL, 0, 1, 0, 0, ?1)",
+                [span_json(7)],
+            )
+            .unwrap();
         }
         let st = SqliteStore::open(&path).unwrap();
+        assert_eq!(st.spans("old").unwrap(), vec![span_json(7)]);
         write(&st, vec![exec("a", 100, Some((Status::Failed, 0)))], vec![]);
         let w = Window {
             from_ms: 0,
