@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
+# A fresh machine gains nothing from incremental caches, and they cost
+# ~1.5 GB of disk; df is printed so a full disk is seen, not guessed.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | tail -1 | awk '{print "disk: " $4 " free of " $2}'
+
 say "test peers: moto (Python virtualenv .venv-peers)"
 if ! .venv-peers/bin/python -c 'import moto, boto3, requests' 2>/dev/null; then
   python3 -m venv .venv-peers
