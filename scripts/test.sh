@@ -25,12 +25,20 @@ if ! .venv-dd/bin/ddapm-test-agent --version >/dev/null 2>&1; then
 fi
 export STEPSTITCH_DD_AGENT_BIN="$PWD/.venv-dd/bin/ddapm-test-agent"
 
-say "browser for the UI tests: Debian's chromium and chromium-driver"
-if ! [ -x /usr/bin/chromedriver ] || ! [ -x /usr/bin/chromium ]; then
+say "Debian packages: chromium and chromium-driver (UI tests), postgresql (shared store tests)"
+if ! [ -x /usr/bin/chromedriver ] || ! [ -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver postgresql
 fi
+
+say "PostgreSQL: a private server on loopback for the shared store's tests"
+PG_DIR=$(mktemp -d /tmp/stepstitch-pg.XXXXXX)
+trap 'scripts/postgres.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+STEPSTITCH_TEST_POSTGRES=$(scripts/postgres.sh start "$PG_DIR")
+export STEPSTITCH_TEST_POSTGRES
+echo "at $STEPSTITCH_TEST_POSTGRES"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"

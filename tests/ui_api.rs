@@ -108,19 +108,56 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
     let s = start_server(dir.path(), &[]);
     let fs = all_level();
     send_lines(&s, &fixtures::lines_of(&fs), 40, "ui").await;
-    let stored = stored(&s, fs.len()).await;
+    check_api(&s, &fs, &[dir.path().join("spans.jsonl")]).await;
+}
+
+/// Two replicas on one PostgreSQL store, each sent half the executions:
+/// either one's API answers for all of them, exactly as one server would.
+#[tokio::test]
+async fn a_postgres_store_is_shared_by_two_replicas() {
+    let Some(url) = common::postgres::fresh_database("ui_api") else {
+        return;
+    };
+    let fs = all_level();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = ["--store", url.as_str()];
+    let sa = start_server(a.path(), &store);
+    let sb = start_server(b.path(), &store);
+    let half = |r: usize| -> Vec<Fixture> { fs.iter().skip(r).step_by(2).cloned().collect() };
+    let (half_a, half_b) = (half(0), half(1));
+    send_lines(&sa, &fixtures::lines_of(&half_a), 40, "pg-a").await;
+    send_lines(&sb, &fixtures::lines_of(&half_b), 40, "pg-b").await;
+    let jsonl = [a.path().join("spans.jsonl"), b.path().join("spans.jsonl")];
+    check_api(&sb, &fs, &jsonl).await;
+    assert!(sa
+        .logs()
+        .iter()
+        .any(|l| l.contains("execution store connected")));
+    assert!(
+        !sa.logs()
+            .iter()
+            .chain(sb.logs().iter())
+            .any(|l| l.contains(&url)),
+        "the store URL is never logged"
+    );
+}
+
+/// Everything the API says about `fs` (sent to the server or to others
+/// sharing its store) against the fixtures and the jsonl exports.
+async fn check_api(s: &Server, fs: &[Fixture], jsonl: &[std::path::PathBuf]) {
+    let stored = stored(s, fs.len()).await;
     assert_eq!(stored.len(), fs.len());
 
     // Per state machine: counts and nearest-rank percentiles from the
     // index (outcome, duration), not from anything the server computed.
     let mut by_sm: BTreeMap<String, Vec<&Fixture>> = BTreeMap::new();
-    for f in &fs {
+    for f in fs {
         by_sm
             .entry(f.meta["state_machine_arn"].as_str().unwrap().to_owned())
             .or_default()
             .push(f);
     }
-    let (st, v) = get(&s, &format!("/api/v1/state-machines?{WINDOW}")).await;
+    let (st, v) = get(s, &format!("/api/v1/state-machines?{WINDOW}")).await;
     assert_eq!(st, 200);
     let got: BTreeMap<String, Value> = v["state_machines"]
         .as_array()
@@ -155,7 +192,10 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
     }
 
     // Each execution: its spans are exactly the jsonl exporter's.
-    let jsonl = std::fs::read_to_string(dir.path().join("spans.jsonl")).unwrap();
+    let jsonl: String = jsonl
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
     let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in jsonl.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
@@ -167,9 +207,9 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
             exported.entry(arn).or_default().insert(span.to_string());
         }
     }
-    for f in &fs {
+    for f in fs {
         let arn = f.execution_arn();
-        let (st, e) = get(&s, &format!("/api/v1/executions/{}", enc(arn))).await;
+        let (st, e) = get(s, &format!("/api/v1/executions/{}", enc(arn))).await;
         assert_eq!(st, 200, "{arn}");
         assert_eq!(e["status"], f.meta["outcome"], "{arn}");
         let spans: BTreeSet<String> = e["spans"]
@@ -199,7 +239,7 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
                     .to_owned()
             })
             .collect();
-        let (st, map) = get(&s, &format!("/api/v1/executions/{}/map", enc(arn))).await;
+        let (st, map) = get(s, &format!("/api/v1/executions/{}/map", enc(arn))).await;
         assert_eq!(st, 200);
         let visited: BTreeSet<String> = map["nodes"]
             .as_array()
@@ -212,7 +252,7 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
     }
 
     // Filters and pages: FAILED only, newest first, every page disjoint.
-    let failed = list(&s, &format!("{WINDOW}&status=FAILED")).await;
+    let failed = list(s, &format!("{WINDOW}&status=FAILED")).await;
     assert_eq!(
         failed.len(),
         fs.iter().filter(|f| f.meta["outcome"] == "FAILED").count()
@@ -223,7 +263,7 @@ async fn api_figures_spans_and_maps_match_the_fixtures() {
         .map(|e| e["start"].as_str().unwrap())
         .collect();
     assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
-    let (st, v) = get(&s, "/api/v1/executions?status=BROKEN").await;
+    let (st, v) = get(s, "/api/v1/executions?status=BROKEN").await;
     assert_eq!(st, 400);
     assert!(v["error"].as_str().unwrap().contains("FAILED"));
 }
@@ -381,4 +421,47 @@ async fn a_locked_store_does_not_stop_ingestion() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(s.metric("stepstitch_store_up").await, 1.0);
+}
+
+/// A PostgreSQL store that is not there (here: its database does not exist
+/// yet) pauses the store alone: Firehose is answered, every span exported,
+/// the API says why; once the database exists the store fills again.
+#[tokio::test]
+async fn a_missing_postgres_store_does_not_stop_ingestion() {
+    let Some(admin) = common::postgres::admin() else {
+        return;
+    };
+    let name = format!("late_{}", std::process::id());
+    let url = common::postgres::url_of(&admin, &name);
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_server(dir.path(), &["--store", &url]);
+    let fs: Vec<Fixture> = all_level().into_iter().take(20).collect();
+    let (first, second) = fs.split_at(10);
+    send_lines(&s, &fixtures::lines_of(first), 20, "a").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s
+        .metric("stepstitch_store_writes_total{outcome=\"error\"}")
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "no failed store write seen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.metric("stepstitch_store_up").await, 0.0);
+    let (st, v) = get(&s, &format!("/api/v1/executions?{WINDOW}")).await;
+    assert_eq!(st, 503, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("database"), "{v}");
+    common::postgres::create(&admin, &name);
+    // Reads come back within the reconnect interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&s, &format!("/api/v1/executions?{WINDOW}")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "the store never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    send_lines(&s, &fixtures::lines_of(second), 20, "b").await;
+    stored(&s, second.len()).await;
+    let jsonl = std::fs::read_to_string(dir.path().join("spans.jsonl")).unwrap();
+    for f in &fs {
+        assert!(jsonl.contains(f.execution_arn()), "{} exported", f.name);
+    }
 }

@@ -42,6 +42,7 @@ use crate::pipeline::{spawn_decoders, spawn_event_consumer, ConsumerTotals, Deco
 use crate::settings::env_of;
 use crate::stitch::output::{ForwardLogs, StitchOut};
 use crate::stitch::StitcherHandle;
+use crate::store::postgres::{PostgresStore, Target};
 use crate::store::settings::Backend;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -165,11 +166,25 @@ async fn exporters(
     Ok(out)
 }
 
-/// The execution store, when on. One that cannot be opened is logged and
-/// left off: the UI says so, ingestion and export go on.
+/// The execution store, when on. A SQLite file that cannot be opened is
+/// logged and left off: the UI says so, ingestion and export go on. A
+/// PostgreSQL store connects on first use and again after failures, so a
+/// database that is not up yet only delays what the store holds.
 fn open_store(s: &Settings) -> Option<Arc<dyn Store>> {
     let path = match &s.store.backend {
         Backend::Off => return None,
+        Backend::Postgres(url) => {
+            // Checked when the settings were; this cannot fail here.
+            let target = match Target::parse(&url.0) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "execution store URL; running without it");
+                    return None;
+                }
+            };
+            tracing::info!(store = %target.shown, "execution store: PostgreSQL, connecting on first use");
+            return Some(Arc::new(PostgresStore::new(target)));
+        }
         Backend::Sqlite(p) => p
             .clone()
             .unwrap_or_else(|| s.durable.data_dir.join("store.sqlite")),

@@ -4,15 +4,20 @@
 //! web UI and its JSON API.
 //!
 //! `digest` turns spans into rows (pure), `sqlite` is the embedded backend
-//! behind the `Store` trait, `stats` and `graph` compute what the API
+//! behind the `Store` trait and `postgres` the shared one (several
+//! replicas, one database), `chunks` reads stored spans back (pure), `stats` and `graph` compute what the API
 //! answers from rows (pure), `asl` reads an ASL definition's graph.
 //! The writer that feeds it lives with the exporters (`export::store`):
 //! the store is one more sink of the hub, never a reason to refuse data.
 
 pub mod asl;
+pub mod chunks;
+#[cfg(test)]
+pub mod conformance;
 pub mod digest;
 pub mod graph;
 pub mod model;
+pub mod postgres;
 pub mod settings;
 pub mod sqlite;
 pub mod stats;
@@ -24,6 +29,10 @@ pub use model::*;
 pub enum StoreError {
     #[error("store database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("store database: {0}")]
+    Pg(#[from] ::postgres::Error),
+    #[error("store database: {0}")]
+    Unavailable(String),
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
     #[error(
@@ -34,8 +43,8 @@ pub enum StoreError {
     Definition(String),
 }
 
-/// The store's interface: one backend today (SQLite), a shared PostgreSQL
-/// one can implement the same calls. Calls are blocking; async callers go
+/// The store's interface, with two backends: SQLite embedded and
+/// PostgreSQL shared (`conformance` runs the same tests on both). Calls are blocking; async callers go
 /// through `spawn_blocking`.
 pub trait Store: Send + Sync {
     /// Writes one batch in one transaction (idempotent: a span or

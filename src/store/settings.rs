@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Execution store")]
 pub struct StoreArgs {
-    /// Execution store for the web UI: sqlite (in the data directory), sqlite:PATH, or off.
+    /// Execution store for the web UI: sqlite (in the data directory), sqlite:PATH, a postgres:// URL (shared by replicas), or off.
     #[arg(long, env = "STEPSTITCH_STORE", default_value = "sqlite")]
     pub store: String,
     /// How long stored executions are kept (by start time).
@@ -27,6 +27,17 @@ pub enum Backend {
     Off,
     /// `None`: `{data dir}/store.sqlite`.
     Sqlite(Option<PathBuf>),
+    Postgres(PostgresUrl),
+}
+
+/// A PostgreSQL URL, checked; it may hold a password, so it never prints.
+#[derive(Clone, PartialEq)]
+pub struct PostgresUrl(pub String);
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostgresUrl(..)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,18 +59,23 @@ impl StoreArgs {
                 Backend::Sqlite(Some(PathBuf::from(&v[7..])))
             }
             _ if v.starts_with("postgres://") || v.starts_with("postgresql://") => {
-                return Err(C::error(
-                    id!(store),
-                    "(a PostgreSQL URL)",
-                    "the PostgreSQL store is not in this build yet; use sqlite",
-                    "sqlite",
-                ))
+                match crate::store::postgres::Target::parse(v) {
+                    Ok(_) => Backend::Postgres(PostgresUrl(v.to_owned())),
+                    Err(problem) => {
+                        return Err(C::error(
+                            id!(store),
+                            "(a PostgreSQL URL, not repeated: it may hold a password)",
+                            problem,
+                            "postgres://stepstitch@db.internal:5432/stepstitch?sslmode=require",
+                        ))
+                    }
+                }
             }
             _ => {
                 return Err(C::error(
                     id!(store),
                     v,
-                    "must be sqlite, sqlite:PATH or off",
+                    "must be sqlite, sqlite:PATH, a postgres:// URL or off",
                     "sqlite",
                 ))
             }

@@ -6,6 +6,7 @@
 //! index carries the ARN and the newest-first pages (by start, then ARN)
 //! are read straight off an index.
 
+use super::chunks::{log_key, merge_spans, StateSpans};
 use super::digest::WriteBatch;
 use super::model::*;
 use super::stats::{Run, Started};
@@ -69,29 +70,6 @@ fn id_out(v: u64) -> i64 {
 }
 fn id_in(v: i64) -> u64 {
     v as u64
-}
-
-/// A chunk's spans (a chunk that does not parse, none: it cannot happen
-/// short of a damaged file, and one execution must not break a page).
-fn split(chunk: &str) -> Vec<&serde_json::value::RawValue> {
-    serde_json::from_str(chunk).unwrap_or_default()
-}
-
-#[derive(serde::Deserialize)]
-struct SpanKey {
-    span_id: u64,
-    start: i64,
-}
-
-fn key(span: &str) -> Option<SpanKey> {
-    serde_json::from_str(span).ok()
-}
-
-/// A stable key for a log event (replays write the same row again).
-fn log_key(message: &str) -> i64 {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(message.as_bytes());
-    i64::from_le_bytes(d[..8].try_into().unwrap_or_default())
 }
 
 impl SqliteStore {
@@ -289,20 +267,10 @@ impl Store for SqliteStore {
     fn spans(&self, arn: &str) -> Result<Vec<String>, StoreError> {
         let c = lock(&self.reader);
         let mut q = c.prepare_cached("SELECT json FROM span_chunks WHERE execution_arn = ?1")?;
-        let chunks = q.query_map([arn], |r| r.get::<_, String>(0))?;
-        let mut spans: Vec<(i64, u64, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for chunk in chunks {
-            for raw in split(&chunk?) {
-                let Some(k) = key(raw.get()) else { continue };
-                // A span written again (a replay after a restart) once.
-                if seen.insert(k.span_id) {
-                    spans.push((k.start, k.span_id, raw.get().to_owned()));
-                }
-            }
-        }
-        spans.sort_unstable_by_key(|s| (s.0, s.1));
-        Ok(spans.into_iter().map(|s| s.2).collect())
+        let chunks = q
+            .query_map([arn], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(merge_spans(chunks))
     }
 
     fn state_spans(
@@ -323,19 +291,12 @@ impl Store for SqliteStore {
             params![state_machine_arn, w.from_ms, w.to_ms, limit as i64],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut spans = StateSpans::default();
         for row in rows {
             let (arn, chunk) = row?;
-            for raw in split(&chunk) {
-                if let Some(s) = StateSpan::from_json(&arn, raw.get()) {
-                    if seen.insert((arn.clone(), s.span_id)) {
-                        out.push(s);
-                    }
-                }
-            }
+            spans.add(&arn, &chunk);
         }
-        Ok(out)
+        Ok(spans.out)
     }
 
     fn logs(&self, arn: &str, limit: usize) -> Result<Vec<StoredLog>, StoreError> {
@@ -445,77 +406,31 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::digest::{ExecutionUpdate, RunEnd};
+    use crate::store::conformance::{self as c, exec, span_json, write};
 
-    fn exec(arn: &str, start_ms: i64, end: Option<(Status, u32)>) -> ExecutionUpdate {
-        ExecutionUpdate {
-            arn: arn.into(),
-            name: arn.into(),
-            state_machine_arn: "sm".into(),
-            state_machine_name: "SM".into(),
-            start_ms,
-            end: end.map(|(status, redrive_count)| RunEnd {
-                redrive_count,
-                status,
-                stop_ms: start_ms + 10,
-                error: None,
-                cause: None,
-            }),
-            spans_json: String::new(),
-        }
-    }
-
-    fn span(arn: &str, id: u64) -> (String, String) {
-        (arn.into(), span_json(id))
-    }
-
-    fn span_json(id: u64) -> String {
-        format!("{{\"span_id\":{id},\"start\":0}}")
-    }
-
-    /// Writes the executions with these spans (by ARN) in one batch.
-    fn write(st: &SqliteStore, mut execs: Vec<ExecutionUpdate>, spans: Vec<(String, String)>) {
-        for (arn, json) in spans {
-            let e = execs.iter_mut().find(|e| e.arn == arn).unwrap();
-            if !e.spans_json.is_empty() {
-                e.spans_json.push(',');
-            }
-            e.spans_json.push_str(&json);
-        }
-        let mut b = WriteBatch::default();
-        b.executions = execs;
-        st.write(&b).unwrap();
+    fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
+        (dir, st)
     }
 
     #[test]
     fn reopening_keeps_everything_and_writes_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s/store.sqlite");
-        {
-            let st = SqliteStore::open(&path).unwrap();
-            write(&st, vec![exec("a", 100, None)], vec![span("a", u64::MAX)]);
-            write(
-                &st,
-                vec![exec("a", 50, Some((Status::Failed, 0)))],
-                vec![span("a", u64::MAX)],
-            );
-        }
-        let st = SqliteStore::open(&path).unwrap();
-        let e = st.execution("a").unwrap().unwrap();
-        assert_eq!(
-            (e.start_ms, e.status, e.stop_ms),
-            (50, Status::Failed, Some(60))
-        );
-        assert_eq!(st.spans("a").unwrap(), vec![span_json(u64::MAX)]);
-        // A redrive's end wins over a late copy of the first run's.
-        write(
-            &st,
-            vec![exec("a", 50, Some((Status::Succeeded, 1)))],
-            vec![],
-        );
-        write(&st, vec![exec("a", 50, Some((Status::Failed, 0)))], vec![]);
-        let e = st.execution("a").unwrap().unwrap();
-        assert_eq!((e.status, e.redrive_count), (Status::Succeeded, 1));
+        c::reopening_keeps_everything_and_writes_are_idempotent(&|| {
+            Box::new(SqliteStore::open(&path).unwrap())
+        });
+    }
+
+    #[test]
+    fn retention_deletes_the_old_and_nothing_else() {
+        c::retention_deletes_the_old_and_nothing_else(&fresh().1);
+    }
+
+    #[test]
+    fn logs_definitions_and_awkward_text() {
+        c::logs_definitions_and_awkward_text(&fresh().1);
     }
 
     #[test]
@@ -556,65 +471,9 @@ mod tests {
     }
 
     #[test]
-    fn retention_deletes_the_old_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
-        let execs: Vec<_> = (0..20)
-            .map(|i| exec(&format!("e{i:02}"), i * 100, None))
-            .collect();
-        let spans: Vec<_> = (0..20)
-            .map(|i| span(&format!("e{i:02}"), i as u64))
-            .collect();
-        write(&st, execs, spans);
-        assert_eq!(st.prune(1000, u64::MAX).unwrap(), 10);
-        assert_eq!(st.count().unwrap(), 10);
-        assert!(st.execution("e09").unwrap().is_none() && st.spans("e09").unwrap().is_empty());
-        assert!(st.execution("e10").unwrap().is_some() && !st.spans("e10").unwrap().is_empty());
-        // Over the size bound: the oldest go until it fits (here: all).
-        st.prune(0, 1).unwrap();
-        assert_eq!(st.count().unwrap(), 0);
-    }
-
-    #[test]
     fn pages_are_newest_first_and_filters_use_the_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let st = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
-        let execs: Vec<_> = (0..7)
-            .map(|i| {
-                exec(
-                    &format!("e{i}"),
-                    1000 - (i % 3) * 100,
-                    (i % 2 == 0).then_some((Status::Failed, 0)),
-                )
-            })
-            .collect();
-        write(&st, execs, vec![]);
-        let q = |status, cursor| ExecutionQuery {
-            state_machine: Some("sm".into()),
-            status,
-            window: Window {
-                from_ms: 0,
-                to_ms: 2000,
-            },
-            limit: 3,
-            cursor,
-        };
-        let mut seen = vec![];
-        let mut cursor = None;
-        loop {
-            let p = st.executions(&q(None, cursor)).unwrap();
-            seen.extend(p.executions.iter().map(|e| (e.start_ms, e.arn.clone())));
-            match p.next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        let mut sorted = seen.clone();
-        sorted.sort_by(|a, b| b.cmp(a));
-        assert_eq!(seen, sorted);
-        assert_eq!(seen.len(), 7);
-        let failed = st.executions(&q(Some(Status::Failed), None)).unwrap();
-        assert!(failed.executions.iter().all(|e| e.status == Status::Failed));
+        let (_dir, st) = fresh();
+        c::pages_are_newest_first_and_filter(&st);
         let c = st.reader.lock().unwrap();
         let plan: String = c
             .query_row(

@@ -8,6 +8,7 @@ pub mod firehose;
 pub mod fixtures;
 pub mod intake;
 pub mod otlp;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
