@@ -15,6 +15,7 @@ use stepstitch::admin::access::Access;
 use stepstitch::admin::api::{self, Api};
 use stepstitch::clock::{Clock, SystemClock};
 use stepstitch::firehose::auth::AccessKeys;
+use stepstitch::store::chunks::ChunkWriter;
 use stepstitch::store::digest::{ExecutionUpdate, RunEnd, WriteBatch};
 use stepstitch::store::sqlite::SqliteStore;
 use stepstitch::store::{Status, Store};
@@ -107,7 +108,13 @@ fn fill(store: &SqliteStore, n: usize, now: i64) {
                     error: st.is_failure().then(|| "States.TaskFailed".into()),
                     cause: None,
                 }),
-                spans_json: spans.join(","),
+                spans: {
+                    let mut c = ChunkWriter::default();
+                    for s in &spans {
+                        c.push_raw(s);
+                    }
+                    c
+                },
             });
         }
         store.write(&b).unwrap();

@@ -20,7 +20,7 @@ pub fn exec(arn: &str, start_ms: i64, end: Option<(Status, u32)>) -> ExecutionUp
             error: None,
             cause: None,
         }),
-        spans_json: String::new(),
+        spans: Default::default(),
     }
 }
 
@@ -36,10 +36,7 @@ pub fn span_json(id: u64) -> String {
 pub fn write(st: &dyn Store, mut execs: Vec<ExecutionUpdate>, spans: Vec<(String, String)>) {
     for (arn, json) in spans {
         let e = execs.iter_mut().find(|e| e.arn == arn).unwrap();
-        if !e.spans_json.is_empty() {
-            e.spans_json.push(',');
-        }
-        e.spans_json.push_str(&json);
+        e.spans.push_raw(&json);
     }
     let mut b = WriteBatch::default();
     b.executions = execs;
@@ -147,7 +144,8 @@ pub fn logs_definitions_and_awkward_text(st: &dyn Store) {
         end.error = Some("States.TaskFailed".into());
         end.cause = Some("nul \0 inside".into());
     }
-    e.spans_json = format!("{},{}", span_json(2), span_json(1));
+    e.spans.push_raw(&span_json(2));
+    e.spans.push_raw(&span_json(1));
     let log = |ts, msg: &str| LogRow {
         execution_arn: "x".into(),
         log: StoredLog {

@@ -1,9 +1,10 @@
 //! Spans and log records into store rows (pure): per execution, the
-//! summary its spans imply and its spans as one JSON array (each span
-//! exactly as the jsonl exporter writes it): one row per execution and
-//! batch, not per span (a row per span cost ~12 µs each and halved the
+//! summary its spans imply and its spans as one chunk (`chunks`: each span
+//! as the jsonl exporter writes it, the tags they share once): one row per
+//! execution and batch, not per span (a row per span cost ~12 µs each and halved the
 //! server's throughput, BENCHMARKS.md); one row per log event.
 
+use super::chunks::ChunkWriter;
 use super::model::{Status, StoredLog};
 use crate::stitch::output::LogRecord;
 use crate::stitch::span::{op, Span};
@@ -30,9 +31,8 @@ pub struct ExecutionUpdate {
     pub start_ms: i64,
     /// The latest run's end, when its root span is in the batch.
     pub end: Option<RunEnd>,
-    /// Its spans in the batch, as JSON objects separated by commas (the
-    /// store writes them as an array); empty: none.
-    pub spans_json: String,
+    /// Its spans in the batch, as one chunk (`chunks`).
+    pub spans: ChunkWriter,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +73,7 @@ impl WriteBatch {
                             .unwrap_or_else(|| s.service.to_string()),
                         start_ms,
                         end: None,
-                        spans_json: String::new(),
+                        spans: ChunkWriter::default(),
                     });
                     self.at.insert(arn.to_string(), self.executions.len() - 1);
                     self.executions.len() - 1
@@ -89,13 +89,7 @@ impl WriteBatch {
                     e.end = Some(end);
                 }
             }
-            // A Span always serialises (strings and numbers only).
-            let mut buf = std::mem::take(&mut e.spans_json).into_bytes();
-            if !buf.is_empty() {
-                buf.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut buf, s);
-            e.spans_json = String::from_utf8(buf).unwrap_or_default();
+            e.spans.push(s);
         }
     }
 

@@ -11,7 +11,7 @@
 //! small runtime: calls come from the store writer's thread and from
 //! `spawn_blocking`, never from async code.
 
-use super::chunks::{log_key, merge_spans, StateSpans};
+use super::chunks::{log_key, merge_spans, pack, unpack, StateSpans};
 use super::digest::WriteBatch;
 use super::model::*;
 use super::stats::{Run, Started};
@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE definitions(
         state_machine_arn TEXT PRIMARY KEY, definition TEXT NOT NULL,
         source TEXT NOT NULL, loaded_ms BIGINT NOT NULL);",
+    // 2: chunks packed (`chunks::pack`); rows written as text stay.
+    "ALTER TABLE span_chunks ADD COLUMN packed BYTEA;
+     ALTER TABLE span_chunks ALTER COLUMN json DROP NOT NULL;",
 ];
 
 /// Replicas starting together migrate one at a time (any constant works;
@@ -203,6 +206,19 @@ fn opt_text(s: &Option<String>) -> Option<String> {
     s.as_deref().map(|s| text(s).into_owned())
 }
 
+/// A chunk from columns `at` (text, as version 1 wrote) and `at + 1`
+/// (packed); a damaged one reads as no spans.
+fn chunk_text(r: &Row, at: usize) -> String {
+    match (
+        r.get::<_, Option<String>>(at),
+        r.get::<_, Option<&[u8]>>(at + 1),
+    ) {
+        (_, Some(packed)) => unpack(packed).unwrap_or_default(),
+        (Some(text), None) => text,
+        (None, None) => String::new(),
+    }
+}
+
 fn summary(r: &Row) -> ExecutionSummary {
     let status: &str = r.get(3);
     ExecutionSummary {
@@ -340,10 +356,15 @@ impl Store for PostgresStore {
             .map(|e| text(&e.state_machine_arn))
             .collect();
         let starts: Vec<i64> = b.executions.iter().map(|e| e.start_ms).collect();
-        let bytes: Vec<i64> = b
+        // Chunks as stored; their sizes are what the size bound counts.
+        let packed: Vec<Option<Vec<u8>>> = b
             .executions
             .iter()
-            .map(|e| e.spans_json.len() as i64)
+            .map(|e| (!e.spans.is_empty()).then(|| pack(&e.spans.finish())))
+            .collect();
+        let bytes: Vec<i64> = packed
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |p| p.len() as i64))
             .collect();
 
         let ended: Vec<_> = b
@@ -360,14 +381,12 @@ impl Store for PostgresStore {
         let end_causes: Vec<Option<String>> =
             ended.iter().map(|(_, x)| opt_text(&x.cause)).collect();
 
-        let chunked: Vec<_> = b
+        let (chunk_arns, chunk_packed): (Vec<Cow<str>>, Vec<&[u8]>) = b
             .executions
             .iter()
-            .filter(|e| !e.spans_json.is_empty())
-            .collect();
-        let chunk_arns: Vec<Cow<str>> = chunked.iter().map(|e| text(&e.arn)).collect();
-        // Span JSON escapes every control character: no NUL to replace.
-        let chunk_json: Vec<&str> = chunked.iter().map(|e| e.spans_json.as_str()).collect();
+            .zip(&packed)
+            .filter_map(|(e, p)| Some((text(&e.arn), p.as_deref()?)))
+            .unzip();
 
         let log_arns: Vec<Cow<str>> = b.logs.iter().map(|l| text(&l.execution_arn)).collect();
         let log_keys: Vec<i64> = b.logs.iter().map(|l| log_key(&l.log.message)).collect();
@@ -404,11 +423,11 @@ impl Store for PostgresStore {
                     &[&end_arns, &end_status, &end_stop, &end_redrives, &end_errors, &end_causes],
                 )?;
             }
-            if !chunked.is_empty() {
+            if !chunk_arns.is_empty() {
                 tx.execute(
-                    "INSERT INTO span_chunks(execution_arn, json)
-                     SELECT a, '[' || j || ']' FROM UNNEST($1::text[], $2::text[]) AS x(a, j)",
-                    &[&chunk_arns, &chunk_json],
+                    "INSERT INTO span_chunks(execution_arn, packed)
+                     SELECT * FROM UNNEST($1::text[], $2::bytea[])",
+                    &[&chunk_arns, &chunk_packed],
                 )?;
             }
             if !b.logs.is_empty() {
@@ -515,10 +534,10 @@ impl Store for PostgresStore {
     fn spans(&self, arn: &str) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let rows = c.query(
-                "SELECT json FROM span_chunks WHERE execution_arn = $1",
+                "SELECT json, packed FROM span_chunks WHERE execution_arn = $1",
                 &[&arn],
             )?;
-            Ok(merge_spans(rows.iter().map(|r| r.get::<_, String>(0))))
+            Ok(merge_spans(rows.iter().map(|r| chunk_text(r, 0))))
         })
     }
 
@@ -530,7 +549,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<StateSpan>, StoreError> {
         self.read(|c| {
             let rows = c.query(
-                "SELECT c.execution_arn, c.json
+                "SELECT c.execution_arn, c.json, c.packed
                  FROM (SELECT arn FROM executions
                        WHERE state_machine_arn = $1 AND start_ms >= $2 AND start_ms < $3
                        ORDER BY start_ms DESC LIMIT $4) e
@@ -539,7 +558,7 @@ impl Store for PostgresStore {
             )?;
             let mut spans = StateSpans::default();
             for r in &rows {
-                spans.add(r.get(0), r.get(1));
+                spans.add(r.get(0), &chunk_text(r, 1));
             }
             Ok(spans.out)
         })
@@ -600,7 +619,7 @@ impl Store for PostgresStore {
     /// Retention by start time, then the size bound. PostgreSQL does not
     /// give deleted space back to the disk (autovacuum makes it reusable),
     /// so the bound is checked first against the tables' size on disk and,
-    /// past it, against the bytes held (span JSON and log lines counted
+    /// past it, against the bytes held (packed spans and log lines counted
     /// per execution as written): the oldest go until those fit.
     fn prune(&self, before_ms: i64, max_bytes: u64) -> Result<usize, StoreError> {
         self.with(&self.writer, |c| {
@@ -736,6 +755,16 @@ pub(crate) mod tests {
         });
         write(&stores[0], vec![exec("a", 1, None)], vec![]);
         assert!(stores[3].execution("a").unwrap().is_some());
+        // A chunk as schema version 1 wrote it (text) still reads.
+        stores[0]
+            .with(&stores[0].writer, |c| {
+                c.batch_execute(
+                    "INSERT INTO span_chunks(execution_arn, json) VALUES ('a', '[{\"span_id\":9,\"start\":0}]')",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(stores[2].spans("a").unwrap(), vec![c::span_json(9)]);
         stores[1]
             .with(&stores[1].writer, |c| {
                 c.batch_execute("INSERT INTO stepstitch_schema VALUES (99)")?;

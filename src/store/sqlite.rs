@@ -6,7 +6,7 @@
 //! index carries the ARN and the newest-first pages (by start, then ARN)
 //! are read straight off an index.
 
-use super::chunks::{log_key, merge_spans, StateSpans};
+use super::chunks::{log_key, merge_spans, pack, unpack, StateSpans};
 use super::digest::WriteBatch;
 use super::model::*;
 use super::stats::{Run, Started};
@@ -55,6 +55,9 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE spans;",
 ];
 
+// The `json` column of `span_chunks` holds packed chunks (blobs) since
+// the chunk format changed; SQLite's column types are affinities, so the
+// older text rows stay as they are and are read either way.
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
@@ -72,6 +75,17 @@ fn id_in(v: i64) -> u64 {
     v as u64
 }
 
+/// A stored chunk: packed (a blob) or, as version 3 wrote them, text.
+/// A damaged one reads as no spans.
+fn chunk_text(v: rusqlite::types::ValueRef<'_>) -> String {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Blob(b) => unpack(b).unwrap_or_default(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => String::new(),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -85,6 +99,9 @@ impl SqliteStore {
         // The outbox and ledger are the durable record; a power cut may
         // lose the last store transactions, a process crash loses none.
         writer.pragma_update(None, "synchronous", "NORMAL")?;
+        // The writer's page cache: 32 MiB instead of 2, so index pages
+        // stay in memory rather than being read back for every write.
+        writer.pragma_update(None, "cache_size", -32768)?;
         writer.busy_timeout(Duration::from_secs(2))?;
         migrate(&writer)?;
         let reader = Connection::open(path)?;
@@ -160,11 +177,10 @@ impl Store for SqliteStore {
                     ])?;
                 }
             }
-            let mut chunk = tx.prepare_cached(
-                "INSERT INTO span_chunks(execution_arn, json) VALUES (?1, '[' || ?2 || ']')",
-            )?;
-            for e in b.executions.iter().filter(|e| !e.spans_json.is_empty()) {
-                chunk.execute(params![e.arn, e.spans_json])?;
+            let mut chunk =
+                tx.prepare_cached("INSERT INTO span_chunks(execution_arn, json) VALUES (?1, ?2)")?;
+            for e in b.executions.iter().filter(|e| !e.spans.is_empty()) {
+                chunk.execute(params![e.arn, pack(&e.spans.finish())])?;
             }
             let mut log = tx.prepare_cached(
                 "INSERT OR IGNORE INTO logs(execution_arn, key, timestamp_ms, span_id, error, message)
@@ -268,7 +284,7 @@ impl Store for SqliteStore {
         let c = lock(&self.reader);
         let mut q = c.prepare_cached("SELECT json FROM span_chunks WHERE execution_arn = ?1")?;
         let chunks = q
-            .query_map([arn], |r| r.get::<_, String>(0))?
+            .query_map([arn], |r| Ok(chunk_text(r.get_ref(0)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(merge_spans(chunks))
     }
@@ -289,7 +305,7 @@ impl Store for SqliteStore {
         )?;
         let rows = q.query_map(
             params![state_machine_arn, w.from_ms, w.to_ms, limit as i64],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            |r| Ok((r.get::<_, String>(0)?, chunk_text(r.get_ref(1)?))),
         )?;
         let mut spans = StateSpans::default();
         for row in rows {
