@@ -5,7 +5,8 @@
 //! an execution span and four state spans; then calls each route through
 //! the real axum handlers and prints p50/p99 per route.
 //!
-//! `cargo bench --bench store`
+//! `cargo bench --bench store`; with `STEPSTITCH_BENCH_STORE` set to the
+//! URL of an empty PostgreSQL database, the same over PostgreSQL.
 
 use axum::body::Body;
 use axum::http::Request;
@@ -17,6 +18,7 @@ use stepstitch::clock::{Clock, SystemClock};
 use stepstitch::firehose::auth::AccessKeys;
 use stepstitch::store::chunks::ChunkWriter;
 use stepstitch::store::digest::{ExecutionUpdate, RunEnd, WriteBatch};
+use stepstitch::store::postgres::{PostgresStore, Target};
 use stepstitch::store::sqlite::SqliteStore;
 use stepstitch::store::{Status, Store};
 use tower::ServiceExt;
@@ -68,7 +70,7 @@ fn span(
     )
 }
 
-fn fill(store: &SqliteStore, n: usize, now: i64) {
+fn fill(store: &dyn Store, n: usize, now: i64) {
     let started = Instant::now();
     let per_batch = 5_000;
     let mut i = 0;
@@ -143,17 +145,30 @@ fn main() {
     let rounds = if full { 30 } else { 3 };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.sqlite");
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let store: Arc<dyn Store> = match std::env::var("STEPSTITCH_BENCH_STORE") {
+        Ok(url) => {
+            let st = PostgresStore::new(Target::parse(&url).unwrap());
+            st.connect().unwrap();
+            Arc::new(st)
+        }
+        Err(_) => Arc::new(SqliteStore::open(&path).unwrap()),
+    };
     let now = SystemClock.now_ms();
-    fill(&store, n, now);
+    fill(&*store, n, now);
+    if let Ok(url) = std::env::var("STEPSTITCH_BENCH_STORE") {
+        // What autovacuum does some time after a bulk load: statistics for
+        // the planner, the visibility map for index-only scans.
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("VACUUM ANALYZE").unwrap();
+    }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "store: {n} executions, {} spans, {:.0} MB on disk",
+        "store: {n} executions, {} spans, {:.0} MB on disk (SQLite; 0: PostgreSQL)",
         n * 5,
         bytes as f64 / 1e6
     );
     let api = Arc::new(Api {
-        store: Some(store as Arc<dyn Store>),
+        store: Some(store),
         access: Access {
             tokens: Arc::new(AccessKeys::new(&[], None).unwrap()),
             open_reads: true,
