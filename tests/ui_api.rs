@@ -72,6 +72,20 @@ async fn stored(s: &Server, n: usize) -> Vec<Value> {
     }
 }
 
+/// Waits for the first failed store write; the store is then down.
+async fn a_store_write_fails(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s
+        .metric("stepstitch_store_writes_total{outcome=\"error\"}")
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "no failed store write seen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.metric("stepstitch_store_up").await, 0.0);
+}
+
 fn nearest_rank(mut v: Vec<i64>, p: f64) -> Value {
     if v.is_empty() {
         return Value::Null;
@@ -388,16 +402,7 @@ async fn a_locked_store_does_not_stop_ingestion() {
     let db = rusqlite::Connection::open(dir.path().join("data/store.sqlite")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     send_lines(&s, &fixtures::lines_of(first), 20, "a").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s
-        .metric("stepstitch_store_writes_total{outcome=\"error\"}")
-        .await
-        < 1.0
-    {
-        assert!(Instant::now() < deadline, "no failed store write seen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(s.metric("stepstitch_store_up").await, 0.0);
+    a_store_write_fails(&s).await;
     db.execute_batch("ROLLBACK").unwrap();
     send_lines(&s, &fixtures::lines_of(second), 20, "b").await;
     stored(&s, second.len()).await;
@@ -438,16 +443,7 @@ async fn a_missing_postgres_store_does_not_stop_ingestion() {
     let fs: Vec<Fixture> = all_level().into_iter().take(20).collect();
     let (first, second) = fs.split_at(10);
     send_lines(&s, &fixtures::lines_of(first), 20, "a").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s
-        .metric("stepstitch_store_writes_total{outcome=\"error\"}")
-        .await
-        < 1.0
-    {
-        assert!(Instant::now() < deadline, "no failed store write seen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(s.metric("stepstitch_store_up").await, 0.0);
+    a_store_write_fails(&s).await;
     let (st, v) = get(&s, &format!("/api/v1/executions?{WINDOW}")).await;
     assert_eq!(st, 503, "{v}");
     assert!(v["error"].as_str().unwrap().contains("database"), "{v}");

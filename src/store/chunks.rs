@@ -200,19 +200,24 @@ fn split(chunk: &str) -> (Vec<&RawValue>, Vec<&RawValue>, Option<&RawValue>) {
     }
 }
 
+/// A chunk's shared tags, parsed once for all its spans.
+fn shared_tags(shared: Option<&RawValue>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(shared?.get()).ok()
+}
+
 /// A span without the shared tags made whole again.
-fn restore<'a>(span: &'a RawValue, shared: Option<&RawValue>) -> Cow<'a, str> {
-    let Some(shared) = shared else {
+fn restore<'a>(
+    span: &'a RawValue,
+    tags: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Cow<'a, str> {
+    let Some(tags) = tags else {
         return Cow::Borrowed(span.get());
     };
-    let (Ok(mut v), Ok(serde_json::Value::Object(tags))) = (
-        serde_json::from_str::<serde_json::Value>(span.get()),
-        serde_json::from_str::<serde_json::Value>(shared.get()),
-    ) else {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(span.get()) else {
         return Cow::Borrowed(span.get());
     };
     if let Some(serde_json::Value::Object(meta)) = v.get_mut("meta") {
-        meta.extend(tags);
+        meta.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Cow::Owned(v.to_string())
 }
@@ -229,16 +234,17 @@ pub fn merge_spans<I: IntoIterator<Item = String>>(chunks: I) -> Vec<String> {
     let mut seen = HashSet::new();
     for chunk in chunks {
         let (compact, whole, shared) = split(&chunk);
+        let tags = shared_tags(shared);
         let all = compact
             .into_iter()
-            .map(|s| (s, shared))
+            .map(|s| (s, tags.as_ref()))
             .chain(whole.into_iter().map(|s| (s, None)));
-        for (raw, shared) in all {
+        for (raw, tags) in all {
             let Ok(k) = serde_json::from_str::<SpanKey>(raw.get()) else {
                 continue;
             };
             if seen.insert(k.span_id) {
-                spans.push((k.start, k.span_id, restore(raw, shared).into_owned()));
+                spans.push((k.start, k.span_id, restore(raw, tags).into_owned()));
             }
         }
     }

@@ -120,6 +120,22 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// From up to `limit + 1` rows, newest first (backends fetch one more
+    /// than the page to know whether another follows).
+    pub fn from_rows(mut executions: Vec<ExecutionSummary>, limit: usize) -> Page {
+        let next = (executions.len() > limit).then(|| {
+            executions.truncate(limit);
+            let last = &executions[limit - 1];
+            Cursor {
+                start_ms: last.start_ms,
+                arn: last.arn.clone(),
+            }
+        });
+        Page { executions, next }
+    }
+}
+
 /// A state's span as the map needs it (attempts and containers apart).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateSpan {

@@ -506,17 +506,8 @@ impl Store for PostgresStore {
             args.len()
         ));
         self.read(|c| {
-            let mut executions: Vec<ExecutionSummary> =
-                c.query(&sql, &args)?.iter().map(summary).collect();
-            let next = (executions.len() > limit).then(|| {
-                executions.truncate(limit);
-                let last = &executions[limit - 1];
-                Cursor {
-                    start_ms: last.start_ms,
-                    arn: last.arn.clone(),
-                }
-            });
-            Ok(Page { executions, next })
+            let rows = c.query(&sql, &args)?.iter().map(summary).collect();
+            Ok(Page::from_rows(rows, limit))
         })
     }
 

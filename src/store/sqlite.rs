@@ -261,16 +261,7 @@ impl Store for SqliteStore {
         args.push((limit as i64 + 1).into());
         let mut stmt = c.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), summary)?;
-        let mut executions: Vec<ExecutionSummary> = rows.collect::<Result<_, _>>()?;
-        let next = (executions.len() > limit).then(|| {
-            executions.truncate(limit);
-            let last = &executions[limit - 1];
-            Cursor {
-                start_ms: last.start_ms,
-                arn: last.arn.clone(),
-            }
-        });
-        Ok(Page { executions, next })
+        Ok(Page::from_rows(rows.collect::<Result<_, _>>()?, limit))
     }
 
     fn execution(&self, arn: &str) -> Result<Option<ExecutionSummary>, StoreError> {
