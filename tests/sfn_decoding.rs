@@ -406,3 +406,26 @@ fn events_written_back_as_log_lines_read_back_equal() {
     }
     assert!(n > 3000);
 }
+
+/// The backfill's converter: every fixture logged at level ALL with
+/// execution data, its history written as log lines, gives exactly the
+/// lines AWS wrote (byte for byte: key order, strings, sorted details).
+#[test]
+fn history_written_as_log_lines_equals_what_aws_logged() {
+    let mut checked = 0;
+    for f in fixtures::all() {
+        if f.meta["logging"]["level"] != "ALL" || !f.include_execution_data() || f.lines.is_empty()
+        {
+            continue;
+        }
+        let lines =
+            stepstitch::events::log_line::history_to_log_lines(&f.history(), f.execution_arn())
+                .unwrap();
+        assert_eq!(lines, f.lines, "{}", f.name);
+        checked += 1;
+    }
+    assert!(
+        checked > 300,
+        "only {checked} fixtures at level ALL with data"
+    );
+}

@@ -8,6 +8,7 @@ pub mod arn;
 pub mod history;
 pub mod kind;
 pub mod lenient;
+pub mod log_line;
 pub mod model;
 pub mod params;
 pub mod wire;
