@@ -175,6 +175,7 @@ fn main() {
         },
         clock: Arc::new(SystemClock),
         datadog_app: None,
+        aws: None,
     });
     let router = api::routes(api);
     let rt = tokio::runtime::Builder::new_multi_thread()

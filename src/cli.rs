@@ -1,7 +1,8 @@
-//! The command line: `serve` (the default) and `loadgen`. The top of the
+//! The command line: `serve` (the default), `loadgen` and `backfill`. The top of the
 //! stage order: it names every command, and no stage names it.
 
 use crate::app::settings::ServeArgs;
+use crate::backfill::BackfillArgs;
 use crate::loadgen::LoadgenArgs;
 use clap::{Parser, Subcommand};
 
@@ -27,16 +28,36 @@ pub enum Command {
     /// Load a running server with generated Firehose traffic and report
     /// throughput, acknowledgement latency and its peak memory.
     Loadgen(Box<LoadgenArgs>),
+    /// Turn a state machine's past executions (GetExecutionHistory) into
+    /// the same traces as live delivery: sent to a running server
+    /// (--target) or through the pipeline in this process.
+    Backfill(Box<BackfillArgs>),
+}
+
+/// What to run.
+#[derive(Debug)]
+pub enum Run {
+    Serve(Box<ServeArgs>),
+    Loadgen(Box<LoadgenArgs>),
+    Backfill(Box<BackfillArgs>),
 }
 
 impl Cli {
-    /// The `serve` settings, whether or not `serve` was named; `Err` with
-    /// the load generator's settings for `loadgen`.
-    pub fn into_serve_args(self) -> Result<ServeArgs, Box<LoadgenArgs>> {
+    /// The command and its settings (`serve` when none is named).
+    pub fn into_run(self) -> Run {
         match self.command {
-            Some(Command::Serve(a)) => Ok(*a),
-            Some(Command::Loadgen(l)) => Err(l),
-            None => Ok(self.serve),
+            Some(Command::Serve(a)) => Run::Serve(a),
+            Some(Command::Loadgen(l)) => Run::Loadgen(l),
+            Some(Command::Backfill(b)) => Run::Backfill(b),
+            None => Run::Serve(Box::new(self.serve)),
+        }
+    }
+
+    /// The `serve` settings, whether or not `serve` was named.
+    pub fn into_serve_args(self) -> Option<ServeArgs> {
+        match self.into_run() {
+            Run::Serve(a) => Some(*a),
+            _ => None,
         }
     }
 }
@@ -52,7 +73,7 @@ mod tests {
         let cli = Cli::try_parse_from(v).map_err(|e| e.to_string())?;
         let args = cli
             .into_serve_args()
-            .map_err(|_| "not the serve command".to_string())?;
+            .ok_or_else(|| "not the serve command".to_string())?;
         Settings::from_args(args).map_err(|e| e.to_string())
     }
 
@@ -81,6 +102,6 @@ mod tests {
             "http://127.0.0.1:1/firehose",
         ])
         .unwrap();
-        assert!(cli.into_serve_args().is_err());
+        assert!(cli.into_serve_args().is_none());
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod aws;
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod decode;

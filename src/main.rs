@@ -8,13 +8,14 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 use stepstitch::app::settings::Settings;
-use stepstitch::cli::Cli;
+use stepstitch::cli::{Cli, Run};
 
 fn main() -> ExitCode {
     stepstitch::disable_huge_pages();
-    let args = match Cli::parse().into_serve_args() {
-        Ok(a) => a,
-        Err(loadgen) => return run_loadgen(*loadgen),
+    let args = match Cli::parse().into_run() {
+        Run::Serve(a) => *a,
+        Run::Loadgen(l) => return run_loadgen(*l),
+        Run::Backfill(b) => return run_backfill(*b),
     };
     let settings = match Settings::from_args(args) {
         Ok(s) => s,
@@ -70,6 +71,36 @@ fn run_loadgen(args: stepstitch::loadgen::LoadgenArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("stepstitch loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_backfill(args: stepstitch::backfill::BackfillArgs) -> ExitCode {
+    // Warnings and errors of the pipeline (in-process mode) on stderr; the
+    // progress and the summary are the command's own output.
+    let _ = stepstitch::telemetry::init_logging(stepstitch::telemetry::LogFormat::Text, "warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stepstitch backfill: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(stepstitch::backfill::run(args)) {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.counts.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("stepstitch backfill: {e}");
             ExitCode::from(2)
         }
     }

@@ -19,12 +19,15 @@ const STAGES: &[&[&str]] = &[
     &["stitch"],
     &["durable"],
     &["store"],
+    // The AWS side: a client used by the UI API and the backfill.
+    &["aws"],
     &["export"],
     &["pipeline"],
     &["firehose"],
     &["admin"],
     &["app"],
     &["loadgen"],
+    &["backfill"],
     &["cli"],
 ];
 

@@ -10,109 +10,26 @@
 
 mod common;
 
+use common::moto::Moto;
 use common::Server;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn peers() -> Option<(PathBuf, PathBuf)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("STEPSTITCH_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv-peers/bin/python"));
-    let tools = root.join("tests/peers");
-    let ok = python.exists();
-    if !ok {
-        let msg = format!(
-            "moto peer missing (python {}, tools {}): run scripts/test.sh",
-            python.display(),
-            tools.display()
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
-        return None;
-    }
-    Some((python, tools))
-}
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_state_machine_through_firehose() {
-    let Some((python, tools)) = peers() else {
+    let work = tempfile::tempdir().unwrap();
+    let Some(moto) = Moto::start(work.path()).await else {
         return;
     };
     let s = Server::start(&["--access-key", "secret-key"]);
-    let work = tempfile::tempdir().unwrap();
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let moto_log = std::fs::File::create(work.path().join("moto.log")).unwrap();
-    let _moto = Kill(
-        Command::new(&python)
-            .arg(tools.join("moto_sfn.py"))
-            .arg(port.to_string())
-            .stdout(moto_log.try_clone().unwrap())
-            .stderr(moto_log)
-            .spawn()
-            .unwrap(),
-    );
-    let moto_url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s
-        .client
-        .get(format!("{moto_url}/moto-api/"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     let out = work.path().join("histories.json");
-    let scenario = tokio::task::spawn_blocking({
-        let (python, tools, sink, out) = (
-            python.clone(),
-            tools.clone(),
-            s.url("/firehose"),
-            out.clone(),
-        );
-        let url = moto_url.clone();
-        move || {
-            Command::new(python)
-                .arg(tools.join("scenario.py"))
-                .arg(url)
-                .arg(sink)
-                .arg("secret-key")
-                .arg(out)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap()
-        }
-    });
-    let output = tokio::time::timeout(Duration::from_secs(240), scenario)
-        .await
-        .expect("scenario timed out")
-        .unwrap();
-    let moto_text = std::fs::read_to_string(work.path().join("moto.log")).unwrap_or_default();
-    assert!(
-        output.status.success(),
-        "scenario failed:\n{}\n{}\nmoto:\n{moto_text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let sink = s.url("/firehose");
+    moto.script(
+        "scenario.py",
+        &[&moto.url, &sink, "secret-key", out.to_str().unwrap()],
+    )
+    .await;
 
     let histories: BTreeMap<String, Vec<Value>> =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

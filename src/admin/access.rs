@@ -61,6 +61,20 @@ pub fn mutate(a: &Access, h: &HeaderMap) -> Result<(), Denied> {
     token_ok(a, h)
 }
 
+/// Who made a call, for the audit log: a fingerprint of the bearer token
+/// (the first 12 hex digits of its SHA-256), never the token itself.
+pub fn who(h: &HeaderMap) -> String {
+    use sha2::{Digest, Sha256};
+    match bearer(h) {
+        Some(t) => {
+            let d = Sha256::digest(t);
+            let hex: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            format!("token:{hex}")
+        }
+        None => "anonymous".into(),
+    }
+}
+
 /// Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`);
 /// scripts and curl send neither, which is fine: they hold the token.
 fn same_origin(h: &HeaderMap) -> Result<(), Denied> {
@@ -132,6 +146,16 @@ mod tests {
             open_reads: true,
         };
         assert_eq!(mutate(&no_tokens, &headers(&good)), Err(Denied::NoTokens));
+    }
+
+    #[test]
+    fn who_is_a_fingerprint_not_the_token() {
+        let w = who(&headers(&[("authorization", "Bearer s3cret")]));
+        assert!(w.starts_with("token:") && w.len() == 18, "{w}");
+        assert!(!w.contains("s3cret"));
+        assert_eq!(w, who(&headers(&[("authorization", "bearer s3cret")])));
+        assert_ne!(w, who(&headers(&[("authorization", "Bearer other")])));
+        assert_eq!(who(&headers(&[])), "anonymous");
     }
 
     #[test]

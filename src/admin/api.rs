@@ -3,6 +3,7 @@
 //! the store (on the blocking pool: SQLite calls block).
 
 use super::access::{self, Access, Denied};
+use crate::aws::{self, Aws, AwsError};
 use crate::clock::Clock;
 use crate::store::graph::{self, Laid, Skeleton};
 use crate::store::stats::{self, Health};
@@ -18,7 +19,6 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -34,6 +34,8 @@ pub struct Api {
     pub clock: Arc<dyn Clock>,
     /// `https://app.datadoghq.com` when Datadog export is on: trace links.
     pub datadog_app: Option<String>,
+    /// Step Functions calls (`STEPSTITCH_AWS`): definitions, actions.
+    pub aws: Option<Arc<Aws>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for Api {
         f.debug_struct("Api")
             .field("store", &self.store.is_some())
             .field("access", &self.access)
+            .field("aws", &self.aws.as_ref().map(|a| a.mode))
             .finish()
     }
 }
@@ -58,7 +61,7 @@ pub enum ApiError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
-    NotBuilt(&'static str),
+    Aws(#[from] AwsError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,7 +74,15 @@ impl IntoResponse for ApiError {
             ApiError::Denied(Denied::CrossSite) => StatusCode::FORBIDDEN,
             ApiError::Denied(_) => StatusCode::UNAUTHORIZED,
             ApiError::NoStore | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotBuilt(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Aws(e) => match e {
+                AwsError::NotFound(_) => StatusCode::NOT_FOUND,
+                AwsError::NotRedrivable(_) | AwsError::AlreadyExists(_) => StatusCode::CONFLICT,
+                AwsError::Invalid(_) => StatusCode::BAD_REQUEST,
+                AwsError::Throttled { .. } | AwsError::Budget(_) => StatusCode::TOO_MANY_REQUESTS,
+                AwsError::Off { .. } => StatusCode::NOT_IMPLEMENTED,
+                // AWS (or the way to it) refused: not our caller's fault.
+                _ => StatusCode::BAD_GATEWAY,
+            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let ApiError::Denied(d) = &self {
@@ -361,6 +372,19 @@ struct ExecutionDetail {
     spans: Vec<Box<RawValue>>,
     logs: Vec<LogJson>,
     links: Links,
+    /// The AWS actions this server may take (STEPSTITCH_AWS=actions) and
+    /// that fit the execution's status; the UI shows one button each.
+    actions: Vec<&'static str>,
+}
+
+/// Which actions make sense for an execution in `status`.
+fn actions_for(status: Status) -> Vec<&'static str> {
+    match status {
+        Status::Running => vec!["stop"],
+        Status::Failed | Status::TimedOut | Status::Aborted => vec!["redrive", "retry"],
+        Status::Succeeded => vec!["retry"],
+        Status::PendingRedrive => vec![],
+    }
 }
 
 async fn execution(
@@ -388,7 +412,12 @@ async fn execution(
         let ids: Ids = serde_json::from_str(s.get()).ok()?;
         (ids.parent_id == 0).then_some(ids.trace_id)
     });
+    let actions = match &api.aws {
+        Some(a) if a.mode == aws::AwsMode::Actions => actions_for(summary.status),
+        _ => Vec::new(),
+    };
     Ok(Json(ExecutionDetail {
+        actions,
         links: Links {
             datadog_trace: api
                 .datadog_app
@@ -520,6 +549,7 @@ async fn execution_map(
     Path(arn): Path<String>,
 ) -> Answer<MapJson> {
     access::read(&api.access, &headers)?;
+    let fetched = api.definition_for(&arn).await;
     let (source, laid) = api
         .with(move |s| {
             let e = s.execution(&arn)?.ok_or(ApiError::NotFound(arn.clone()))?;
@@ -528,11 +558,74 @@ async fn execution_map(
                 .iter()
                 .filter_map(|j| StateSpan::from_json(&arn, j))
                 .collect();
-            let (source, g) = skeleton(s, &e.state_machine_arn)?;
+            let (source, g) = match fetched.as_ref().map(|d| asl::parse(d)) {
+                Some(Ok(g)) => ("definition", g),
+                _ => skeleton(s, &e.state_machine_arn)?,
+            };
             Ok((source, graph::lay(g, &spans)))
         })
         .await?;
     Ok(Json(map_json(source, laid, true)))
+}
+
+impl Api {
+    /// The definition an execution ran, from AWS (`STEPSTITCH_AWS` read or
+    /// actions), stored by state machine ARN (latest) and by ARN +
+    /// revision; `None` when AWS is off or says no (logged, counted): the
+    /// map then uses a stored or observed graph.
+    async fn definition_for(&self, execution_arn: &str) -> Option<String> {
+        let aws = self.aws.as_ref()?;
+        match aws.definitions.for_execution(&aws.sfn, execution_arn).await {
+            Ok(d) => Some(self.keep_definition(d).await),
+            Err(e) => {
+                tracing::info!(execution_arn, error = %e, "no definition from AWS");
+                None
+            }
+        }
+    }
+
+    /// A state machine's current definition from AWS, as `definition_for`.
+    async fn current_definition(&self, state_machine_arn: &str) -> Option<String> {
+        let aws = self.aws.as_ref()?;
+        match aws.definitions.current(&aws.sfn, state_machine_arn).await {
+            Ok(d) => Some(self.keep_definition(d).await),
+            Err(e) => {
+                tracing::info!(state_machine_arn, error = %e, "no definition from AWS");
+                None
+            }
+        }
+    }
+
+    /// Stores a definition from AWS unless the store has that revision.
+    async fn keep_definition(&self, d: Arc<aws::DefinitionInfo>) -> String {
+        let source = format!("aws:{}", d.revision);
+        let at = self.clock.now_ms();
+        let text = d.definition.clone();
+        let stored = self
+            .with(move |s| {
+                let current = s.definition(&d.state_machine_arn)?;
+                if current.as_ref().map(|c| c.source.as_str()) == Some(source.as_str()) {
+                    return Ok(());
+                }
+                for key in [
+                    d.state_machine_arn.clone(),
+                    format!("{}@{}", d.state_machine_arn, d.revision),
+                ] {
+                    s.put_definition(&Definition {
+                        state_machine_arn: key,
+                        definition: d.definition.clone(),
+                        source: source.clone(),
+                        loaded_ms: at,
+                    })?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "storing a definition failed");
+        }
+        text
+    }
 }
 
 async fn state_machine_map(
@@ -543,9 +636,13 @@ async fn state_machine_map(
 ) -> Answer<MapJson> {
     access::read(&api.access, &headers)?;
     let w = api.window(&q.from, &q.to, DAY_MS)?;
+    let fetched = api.current_definition(&arn).await;
     let (source, laid) = api
         .with(move |s| {
-            let (source, g) = skeleton(s, &arn)?;
+            let (source, g) = match fetched.as_ref().map(|d| asl::parse(d)) {
+                Some(Ok(g)) => ("definition", g),
+                _ => skeleton(s, &arn)?,
+            };
             Ok((
                 source,
                 graph::lay(g, &s.state_spans(&arn, w, MAP_EXECUTIONS)?),
@@ -585,18 +682,83 @@ async fn put_definition(
     }))
 }
 
-/// retry / redrive / stop: authorised and checked for cross-site requests
-/// like any mutation; the AWS side is not in this build.
+/// The body of an action (all optional): `request_id` makes a repeat of
+/// the same request answer the same (the UI sends one per dialog), `error`
+/// and `cause` are what a stop records.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    request_id: Option<String>,
+    error: Option<String>,
+    cause: Option<String>,
+}
+
+/// retry / redrive / stop: a token, the UI's own origin, AWS actions on;
+/// every attempt is an audit line and a count, whatever its result.
 async fn action(
     State(api): State<Shared>,
     headers: HeaderMap,
-    Path((_arn, action)): Path<(String, String)>,
-) -> Result<Json<HashMap<String, String>>, ApiError> {
-    if !matches!(action.as_str(), "retry" | "redrive" | "stop") {
+    Path((arn, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<aws::Outcome>, ApiError> {
+    let Some(act) = aws::Action::parse(&action) else {
         return Err(ApiError::NotFound(format!("action {action:?}")));
-    }
+    };
     access::mutate(&api.access, &headers)?;
-    Err(ApiError::NotBuilt(
-        "AWS actions (retry, redrive, stop) are not in this build yet",
-    ))
+    let who = access::who(&headers);
+    let b: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("action body: {e}")))?
+    };
+    if b.request_id.as_ref().is_some_and(|r| r.len() > 128) {
+        return Err(ApiError::BadRequest(
+            "request_id: at most 128 characters".into(),
+        ));
+    }
+    let (answer, replayed) = match &api.aws {
+        Some(aws) => {
+            let req = aws::Request {
+                request_id: b.request_id.unwrap_or_default(),
+                error: b.error,
+                cause: b.cause,
+            };
+            aws.act(act, &arn, req).await
+        }
+        None => {
+            let off = AwsError::Off {
+                call: act.name(),
+                needed: "actions",
+            };
+            (Err(off), false)
+        }
+    };
+    let result = match &answer {
+        Ok(o) => o.result,
+        Err(e) => e.outcome(),
+    };
+    let result = if replayed { "replayed" } else { result };
+    metrics::counter!(names::AWS_ACTIONS, "action" => act.name(), "result" => result).increment(1);
+    match &answer {
+        Ok(o) => tracing::info!(
+            target: "stepstitch::audit",
+            who,
+            action = act.name(),
+            execution_arn = %arn,
+            result,
+            new_execution_arn = o.source_execution_arn.as_ref().map(|_| o.execution_arn.as_str()),
+            "AWS action"
+        ),
+        Err(e) => tracing::warn!(
+            target: "stepstitch::audit",
+            who,
+            action = act.name(),
+            execution_arn = %arn,
+            result,
+            error = %e,
+            "AWS action refused"
+        ),
+    }
+    Ok(Json(answer?))
 }

@@ -15,6 +15,7 @@ use crate::admin::access::Access;
 use crate::admin::api::Api;
 use crate::admin::settings::AdminArgs;
 use crate::admin::{self, AdminState};
+use crate::aws::{Aws, AwsArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::durable::ledger::{Delivered, Ledger};
 use crate::durable::pins::Pins;
@@ -277,6 +278,7 @@ pub struct App {
     keys: Arc<AccessKeys>,
     api_tokens: Arc<AccessKeys>,
     store: Option<Arc<dyn Store>>,
+    aws: Option<Arc<Aws>>,
     events_out: Option<Box<dyn Write + Send>>,
     durable: Durable,
     hub: Hub,
@@ -344,6 +346,12 @@ impl App {
             })?,
         );
         let store = open_store(&settings);
+        let aws = Aws::from_settings(&settings.aws)
+            .await
+            .map_err(|e| anyhow::anyhow!("invalid {}: {e}", env_of::<AwsArgs>("aws")))?;
+        if let Some(a) = &aws {
+            tracing::info!(mode = ?a.mode, region = %a.sfn.region, "AWS calls on");
+        }
         let give_up = shutdown.child_token();
         let dd = datadog_config(&settings.datadog, settings.stitch.forward_logs);
         let mut exporters = exporters(&settings.export, &dd, give_up.clone()).await?;
@@ -386,6 +394,7 @@ impl App {
             keys,
             api_tokens,
             store,
+            aws,
             events_out,
             durable,
             hub,
@@ -394,6 +403,11 @@ impl App {
             shutdown,
             give_up,
         })
+    }
+
+    /// Where the Firehose endpoint listens (an ephemeral port's number).
+    pub fn ingest_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.ingest_listener.local_addr()
     }
 
     /// Starts the stages downstream first (exporters, stitcher, pipeline,
@@ -406,6 +420,7 @@ impl App {
             keys,
             api_tokens,
             store,
+            aws,
             events_out,
             durable,
             hub,
@@ -435,8 +450,14 @@ impl App {
         let (handoff, rx) =
             Handoff::new(p.queue_capacity_events, MAX_QUEUED_BATCHES, p.handoff_wait);
         let totals = Arc::new(ConsumerTotals::default());
-        let consumer = spawn_event_consumer(rx, events_out, totals.clone(), Some(stitcher.clone()))
-            .context("starting the event consumer")?;
+        let consumer = spawn_event_consumer(
+            rx,
+            events_out,
+            totals.clone(),
+            Some(stitcher.clone()),
+            store.clone(),
+        )
+        .context("starting the event consumer")?;
         let (decode_queue, decode_rx) =
             DecodeQueue::new(p.decode_queue_bytes, MAX_QUEUED_REQUESTS, p.handoff_wait);
         let decoders = spawn_decoders(
@@ -467,7 +488,8 @@ impl App {
             keys: keys.clone(),
             stitcher: Some(stitcher.clone()),
             api: Arc::new(Api {
-                store,
+                store: store.clone(),
+                aws,
                 access: Access {
                     tokens: api_tokens.clone(),
                     open_reads: admin_listener.local_addr()?.ip().is_loopback(),

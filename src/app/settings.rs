@@ -4,6 +4,7 @@
 //! named without its settings, log forwarding without a key).
 
 use crate::admin::settings::{AdminArgs, AdminSettings};
+use crate::aws::{AwsArgs, AwsMode, AwsSettings};
 use crate::decode::settings::DecodeArgs;
 use crate::decode::BodyLimits;
 use crate::durable::settings::{DurableArgs, DurableSettings};
@@ -46,6 +47,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -74,6 +77,7 @@ pub struct Settings {
     pub export: ExportSettings,
     pub datadog: DatadogSettings,
     pub store: StoreSettings,
+    pub aws: AwsSettings,
     pub log: LogSettings,
     pub shutdown_timeout: Duration,
 }
@@ -112,9 +116,27 @@ impl Settings {
                 "errors",
             ));
         }
+        let admin = a.admin.validate()?;
+        let aws_mode = a.aws.aws.clone();
+        let aws = a.aws.validate()?;
+        if aws.mode == AwsMode::Actions
+            && admin.api_tokens.is_empty()
+            && admin.api_tokens_file.is_none()
+        {
+            return Err(Check::<AwsArgs>::error(
+                "aws",
+                &aws_mode,
+                format!(
+                    "actions change things in AWS and need an API token to be asked: set {} or {}",
+                    env_of::<AdminArgs>("api_tokens"),
+                    env_of::<AdminArgs>("api_tokens_file")
+                ),
+                "read",
+            ));
+        }
         Ok(Settings {
             firehose: a.firehose.validate()?,
-            admin: a.admin.validate()?,
+            admin,
             body: a.decode.validate()?,
             pipeline: a.pipeline.validate()?,
             durable: a.durable.validate()?,
@@ -122,6 +144,7 @@ impl Settings {
             export,
             datadog,
             store,
+            aws,
             log: a.log.validate()?,
             shutdown_timeout: a.service.validate()?,
         })

@@ -24,7 +24,11 @@ const RESERVED: &[&str] = &[
 
 pub fn is_reserved(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    RESERVED.contains(&k.as_str()) || k.starts_with("step_function.") || k.starts_with("aws.")
+    RESERVED.contains(&k.as_str())
+        || k.starts_with("step_function.")
+        || k.starts_with("aws.")
+        // Our own switches (the backfill's mark), never tags.
+        || k.starts_with("stepstitch.")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,9 +4,11 @@
 //! async workers that answer Firehose; a full stitcher mailbox blocks it,
 //! which fills the hand-off, which answers Firehose 503.
 
+use super::backfill;
 use super::handoff::EventBatch;
 use crate::durable::pins::Pin;
 use crate::stitch::{Guard, StitcherHandle};
+use crate::store::Store;
 use crate::telemetry::names;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,11 +38,20 @@ pub fn spawn_event_consumer(
     mut out: Option<Box<dyn Write + Send>>,
     totals: Arc<ConsumerTotals>,
     stitcher: Option<StitcherHandle>,
+    store: Option<Arc<dyn Store>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("stepstitch-consumer".into())
         .spawn(move || {
             while let Some(mut batch) = rx.blocking_recv() {
+                if let Some(st) = store.as_deref() {
+                    if backfill::is_backfill(&batch.attributes) {
+                        let dropped = backfill::drop_stored(&mut batch.events, st);
+                        if dropped > 0 {
+                            tracing::info!(request_id = %batch.request_id, dropped, "backfill: events of stored executions dropped");
+                        }
+                    }
+                }
                 let n = batch.events.len() as u64;
                 if let Some(w) = out.as_mut() {
                     if let Err(e) = write_batch(w, &batch) {

@@ -1,5 +1,6 @@
 //! Bounded hand-off from the endpoint to the processing stages.
 
+pub mod backfill;
 pub mod consumer;
 pub mod decode_queue;
 pub mod handoff;

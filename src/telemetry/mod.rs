@@ -129,6 +129,15 @@ fn describe() {
         "1 when the store is open and its last write succeeded"
     );
     describe_counter!(API_REQUESTS, "UI API requests, by route and outcome");
+    describe_counter!(AWS_CALLS, "Step Functions API calls, by call and outcome");
+    describe_counter!(
+        AWS_ACTIONS,
+        "Retry, redrive and stop actions, by action and result"
+    );
+    describe_counter!(
+        BACKFILL_SKIPPED_EVENTS,
+        "Backfill events dropped: their execution was stored already"
+    );
 }
 
 /// Log output format.

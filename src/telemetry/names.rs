@@ -128,3 +128,12 @@ pub const STORE_UP: &str = "stepstitch_store_up";
 /// Counter `{route, outcome}`: UI API requests refused (`unauthorised`,
 /// `cross_site`) or answered.
 pub const API_REQUESTS: &str = "stepstitch_api_requests_total";
+/// Counter `{call, outcome}`: Step Functions API calls (`ok`, `denied`,
+/// `throttled`, `not_found`, `budget`, ...).
+pub const AWS_CALLS: &str = "stepstitch_aws_calls_total";
+/// Counter `{action, result}`: retry, redrive and stop asked through the
+/// API (every one is also an audit log line).
+pub const AWS_ACTIONS: &str = "stepstitch_aws_actions_total";
+/// Counter: events of backfill requests dropped because their execution
+/// is already in the store (a re-run, or live delivery came first).
+pub const BACKFILL_SKIPPED_EVENTS: &str = "stepstitch_backfill_skipped_events_total";

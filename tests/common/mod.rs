@@ -7,6 +7,7 @@ pub mod browser;
 pub mod firehose;
 pub mod fixtures;
 pub mod intake;
+pub mod moto;
 pub mod otlp;
 pub mod postgres;
 
@@ -32,7 +33,11 @@ pub struct Server {
 fn scrub(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("STEPSTITCH_") || k.starts_with("DD_") || k.starts_with("OTEL_") {
+        if k.starts_with("STEPSTITCH_")
+            || k.starts_with("DD_")
+            || k.starts_with("OTEL_")
+            || k.starts_with("AWS_")
+        {
             cmd.env_remove(k.as_ref());
         }
     }

@@ -428,6 +428,67 @@ function waterfall(spans, links) {
   return box;
 }
 
+// ---------- AWS actions (retry, redrive, stop) ----------
+
+const ACTIONS = {
+  retry: { label: "Retry", says: "Start a new execution of the same state machine (version or alias) with the same input." },
+  redrive: { label: "Redrive", says: "Restart this execution from the state that failed; it keeps its ARN and trace." },
+  stop: { label: "Stop", says: "Stop this execution; the error and cause are recorded on it." },
+};
+
+async function post(path, body) {
+  const headers = { "Content-Type": "application/json" };
+  const token = sessionStorage.getItem("stepstitch-token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+  let answer;
+  try { answer = JSON.parse(await r.text()); } catch { answer = { error: r.statusText }; }
+  if (!r.ok) throw Object.assign(new Error(answer.error || r.statusText), { status: r.status });
+  return answer;
+}
+
+// One dialog per click on a button: its request id makes a second click
+// on "Confirm" (or a retried request) the same request, done once.
+function actionDialog(e, action) {
+  const a = ACTIONS[action];
+  const requestId = crypto.randomUUID();
+  const token = h("input", { type: "password", placeholder: "API token", "aria-label": "API token", value: sessionStorage.getItem("stepstitch-token") || "" });
+  const error = h("input", { type: "text", maxlength: 256, placeholder: "Error (e.g. Manual)", "aria-label": "error" });
+  const cause = h("textarea", { rows: 3, maxlength: 32768, placeholder: "Cause", "aria-label": "cause" });
+  const out = h("div", { id: "action-result", role: "status" });
+  const confirm = h("button", { type: "submit", class: `act ${action}`, id: "action-confirm" }, `${a.label} now`);
+  const form = h("form", {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      if (token.value) sessionStorage.setItem("stepstitch-token", token.value);
+      confirm.disabled = true;
+      out.replaceChildren(h("span", { class: "muted" }, "Asking AWS…"));
+      try {
+        const body = { request_id: requestId };
+        if (action === "stop") { body.error = error.value; body.cause = cause.value; }
+        const r = await post(`/api/v1/executions/${encodeURIComponent(e.arn)}/${action}`, body);
+        const done = {
+          retry: () => ["Started ", h("a", { href: withRange(`/executions/${encodeURIComponent(r.execution_arn)}`), id: "new-execution" }, short(r.execution_arn)), r.result === "already_started" ? " (started before)" : ""],
+          redrive: () => [`Redriven (redrive ${r.redrive_count}); the trace continues on this page.`],
+          stop: () => ["Stopped."],
+        }[action]();
+        out.replaceChildren(h("div", { class: "notice ok" }, ...done));
+      } catch (err) {
+        confirm.disabled = false;
+        out.replaceChildren(h("div", { class: "error-box", role: "alert" }, err.message));
+      }
+    },
+  },
+  h("p", {}, a.says),
+  h("p", { class: "muted" }, e.arn),
+  action === "stop" ? h("p", {}, error, h("br"), cause) : null,
+  h("p", {}, token, " ", confirm));
+  $panel.replaceChildren(
+    h("button", { class: "close", "aria-label": "close", onclick: () => { $panel.hidden = true; } }, "×"),
+    h("h3", {}, `${a.label} ${e.name}`), form, out);
+  $panel.hidden = false;
+}
+
 async function execution(arn) {
   const [e, map] = await Promise.all([
     api(`/api/v1/executions/${encodeURIComponent(arn)}`),
@@ -442,6 +503,7 @@ async function execution(arn) {
     : h("p", { class: "muted" }, "No log events stored (STEPSTITCH_FORWARD_LOGS=errors or all keeps them).");
   show(
     h("h1", {}, e.name, " ", pill(e.status)), h("div", { class: "muted" }, e.arn),
+    e.actions && e.actions.length ? h("div", { class: "actions" }, e.actions.map((a) => h("button", { class: `act ${a}`, id: `action-${a}`, onclick: () => actionDialog(e, a) }, ACTIONS[a].label))) : null,
     h("div", { class: "figures card", style: "margin-top:12px" }, facts.map(([k, v]) => h("div", { class: "figure" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)))),
     e.error || e.cause ? h("div", { class: "error-box", id: "execution-error" }, h("strong", {}, e.error || "Error"), e.cause ? h("pre", {}, jsonText(e.cause)) : null) : null,
     h("h2", {}, "Path taken ", h("span", { class: "muted" }, map.source === "definition" ? "(definition)" : "(observed transitions)")),
