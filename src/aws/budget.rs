@@ -1,7 +1,8 @@
 //! Our own budget for Step Functions API calls, on top of the SDK's
-//! retries: the API's quotas are a few requests per second (bucket sizes
-//! 5-800, refills of 1-300/s depending on the call), shared with everything
-//! else in the account. A token bucket, pure: time is passed in.
+//! retries: the API's throttling quotas are token buckets per account and
+//! Region, some refilled at a few requests per second, and shared with
+//! everything else in the account (AWS's "Quotas related to API action
+//! throttling"). A token bucket, pure: time is passed in.
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,7 @@
 //! Definitions for the map, fetched at most once per execution and kept
-//! by state machine ARN + revision (DescribeStateMachineForExecution's
-//! quota is a bucket of 200 refilled at 1/s per account and region). A
-//! failure is remembered for a minute so a denied role is not asked again
-//! on every page view.
+//! by state machine ARN + revision (the describe calls' throttling quotas
+//! are low and shared with the whole account). A failure is remembered
+//! for a minute so a denied role is not asked again on every page view.
 
 use super::client::{DefinitionInfo, Sfn};
 use super::errors::AwsError;
