@@ -89,6 +89,42 @@ fn spans(path: &Path) -> BTreeMap<u64, Value> {
     out
 }
 
+/// The enhanced metrics of a jsonl export for `machine`, as Datadog's
+/// intake would hold them per (name, tags, 10 s window): a count is re-sent
+/// with the window's full total when it grows (the last one stands),
+/// distributions' values add up. (Gauges keep the window's last value,
+/// which depends on the order executions end in; they are left out.)
+fn metrics(path: &Path, machine: &str) -> BTreeMap<String, Vec<i64>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let Some(m) = v.get("metric") else { continue };
+        let tags = m["tags"].to_string();
+        if !tags.contains(&format!("statemachinename:{machine}\"")) {
+            continue;
+        }
+        let key = format!("{} {} {tags}", m["name"], m["timestamp"]);
+        match m["type"].as_str().unwrap() {
+            "count" => {
+                out.insert(key, vec![m["value"].as_f64().unwrap() as i64]);
+            }
+            "distribution" => out.entry(key).or_default().extend(
+                m["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as i64),
+            ),
+            _ => {}
+        }
+    }
+    for values in out.values_mut() {
+        values.sort();
+    }
+    out
+}
+
 fn of_machine(spans: &BTreeMap<u64, Value>, machine: &str) -> BTreeMap<u64, Value> {
     spans
         .iter()
@@ -166,6 +202,8 @@ async fn retry_redrive_stop_definitions_and_backfill_against_moto() {
             // A running execution is stored (and stoppable in the UI) at
             // its first incremental emission.
             "--incremental-interval",
+            "1s",
+            "--metrics-flush-interval",
             "1s",
         ],
         &env_refs,
@@ -440,6 +478,8 @@ async fn retry_redrive_stop_definitions_and_backfill_against_moto() {
         &export2,
         "--finalize-grace",
         "1s",
+        "--metrics-flush-interval",
+        "1s",
     ]);
     let target = s2.url("/firehose");
     for key in ["flaky", "waiter"] {
@@ -464,6 +504,21 @@ async fn retry_redrive_stop_definitions_and_backfill_against_moto() {
     let back_waiter = exported(&second_out, &machine("waiter"), live_waiter.len()).await;
     assert_eq!(back_flaky, live_flaky);
     assert_eq!(back_waiter, live_waiter);
+    // And the same enhanced metrics (once the hubs flushed them).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for m in [machine("flaky"), machine("waiter")] {
+        loop {
+            let (live, back) = (metrics(&live_out, &m), metrics(&second_out, &m));
+            if !live.is_empty() && live == back {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{m}: metrics differ\nlive {live:#?}\nbackfilled {back:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 
     // Again, into both servers: nothing new anywhere.
     let lines = |p: &Path| {

@@ -295,3 +295,145 @@ fn running_executions_emit_their_finished_spans_and_release_payloads() {
     );
     assert_eq!(c.stats(false).incremental_spans, 1);
 }
+
+/// A task that fails the execution, redriven twice: it fails again, then
+/// succeeds (tests/aws_actions.rs runs this in moto).
+fn failing_task_redriven_twice(arn: &str) -> Vec<Event> {
+    use EventKind as K;
+    let t = 1_780_000_000_000;
+    let mut v = vec![
+        ev(arn, 1, 0, K::ExecutionStarted, None, t),
+        ev(arn, 2, 0, K::TaskStateEntered, Some("Fetch"), t + 1),
+        ev(arn, 3, 2, K::TaskScheduled, None, t + 2),
+        ev(arn, 4, 3, K::TaskStarted, None, t + 3),
+        ev(arn, 5, 4, K::TaskFailed, None, t + 4),
+        ev(arn, 6, 5, K::ExecutionFailed, None, t + 5),
+    ];
+    for (run, at) in [(1u32, t + 10_000), (2, t + 20_000)] {
+        let base = v.len() as u64;
+        let mut more = vec![
+            ev(arn, base + 1, base, K::ExecutionRedriven, None, at),
+            ev(
+                arn,
+                base + 2,
+                base + 1,
+                K::TaskStateEntered,
+                Some("Fetch"),
+                at + 1,
+            ),
+            ev(arn, base + 3, base + 2, K::TaskScheduled, None, at + 2),
+            ev(arn, base + 4, base + 3, K::TaskStarted, None, at + 3),
+        ];
+        if run == 1 {
+            more.push(ev(arn, base + 5, base + 4, K::TaskFailed, None, at + 4));
+            more.push(ev(
+                arn,
+                base + 6,
+                base + 5,
+                K::ExecutionFailed,
+                None,
+                at + 5,
+            ));
+        } else {
+            more.push(ev(arn, base + 5, base + 4, K::TaskSucceeded, None, at + 4));
+            more.push(ev(
+                arn,
+                base + 6,
+                base + 5,
+                K::TaskStateExited,
+                Some("Fetch"),
+                at + 5,
+            ));
+            more.push(ev(
+                arn,
+                base + 7,
+                base + 6,
+                K::ExecutionSucceeded,
+                None,
+                at + 6,
+            ));
+        }
+        for e in &mut more {
+            e.redrive_count = run;
+        }
+        v.extend(more);
+    }
+    v
+}
+
+/// Each metric sample goes out once, with its span, however often the
+/// execution is reopened: a redriven execution counts each state visit
+/// once (the live and backfilled metrics must agree).
+#[test]
+fn a_redriven_execution_emits_each_metric_sample_once() {
+    let t0 = Instant::now();
+    let mut c = core();
+    let events = redriven(ARN);
+    let mut samples = Vec::new();
+    let mut take = |em: Emissions<'_>| {
+        for e in em {
+            samples.extend(e.metrics.into_iter().map(|m| m.name));
+        }
+    };
+    c.apply(events[..4].to_vec(), &params(), t0).for_each(drop);
+    take(c.tick(secs(t0, 5)));
+    let t1 = secs(t0, 3600);
+    c.apply(events[4..6].to_vec(), &params(), t1).for_each(drop);
+    take(c.tick(secs(t1, 5)));
+    let t2 = secs(t1, 3600);
+    c.apply(events[6..].to_vec(), &params(), t2).for_each(drop);
+    take(c.tick(secs(t2, 5)));
+    let count = |name: &str| samples.iter().filter(|n| **n == name).count();
+    assert_eq!(
+        count(crate::stitch::output::metric::STATE_INVOCATION_COUNT),
+        2,
+        "{samples:?}"
+    );
+    assert_eq!(
+        count(crate::stitch::output::metric::EXECUTION_FAILED),
+        1,
+        "{samples:?}"
+    );
+    assert_eq!(
+        count(crate::stitch::output::metric::EXECUTION_SUCCEEDED),
+        1,
+        "{samples:?}"
+    );
+}
+
+#[test]
+fn a_task_failing_twice_then_redriven_counts_each_attempt_once() {
+    use crate::stitch::output::metric;
+    let events = failing_task_redriven_twice(ARN);
+    let whole = |name: &str| {
+        let mut c = core();
+        let t0 = Instant::now();
+        c.apply(events.clone(), &params(), t0).for_each(drop);
+        c.tick(secs(t0, 5))
+            .flat_map(|e| e.metrics)
+            .filter(|m| m.name == name)
+            .count()
+    };
+    let t0 = Instant::now();
+    let mut c = core();
+    let mut names = Vec::new();
+    let mut at = t0;
+    for range in [0..6, 6..12, 12..events.len()] {
+        c.apply(events[range].to_vec(), &params(), at)
+            .for_each(drop);
+        for e in c.tick(secs(at, 5)) {
+            names.extend(e.metrics.into_iter().map(|m| m.name));
+        }
+        at = secs(at, 60);
+    }
+    for name in [
+        metric::TASKS_STARTED,
+        metric::TASKS_FAILED,
+        metric::STATE_INVOCATION_COUNT,
+        metric::EXECUTION_FAILED,
+    ] {
+        let live = names.iter().filter(|n| **n == name).count();
+        assert_eq!(live, whole(name), "{name}: {names:?}");
+    }
+    assert_eq!(whole(metric::TASKS_STARTED), 3);
+}
