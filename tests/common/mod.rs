@@ -8,6 +8,7 @@ pub mod firehose;
 pub mod fixtures;
 pub mod intake;
 pub mod moto;
+pub mod nats;
 pub mod otlp;
 pub mod postgres;
 

@@ -1,0 +1,25 @@
+//! Cluster mode on NATS JetStream (issue 20; docs/cluster.md) — the parts
+//! built so far, not yet wired into `serve`:
+//!
+//! - `partition`: the stable partition of an execution, subjects and
+//!   message ids (pure);
+//! - `assign`: which live replica should own which partition (pure,
+//!   rendezvous hashing);
+//! - `nats`: the stream and KV buckets, created and checked;
+//! - `publish`: a request's events stored per partition, acknowledged;
+//! - `lease`: leases with compare-and-set, heartbeats, and the
+//!   `Coordinator` that keeps this replica's share.
+//!
+//! Still to come: consuming owned partitions into a stitcher core each,
+//! checkpoints, the per-partition export ledger, cross-partition join
+//! hints, the Firehose handler's cluster path, settings and deploy.
+
+pub mod assign;
+pub mod lease;
+pub mod nats;
+pub mod partition;
+pub mod publish;
+
+pub use lease::{Change, Coordinator};
+pub use nats::{Cluster, ClusterConfig, ClusterError};
+pub use publish::Published;

@@ -1,0 +1,138 @@
+//! The JetStream resources cluster mode uses, created on first start and
+//! checked on every start: the events stream (a subject per partition,
+//! file storage, de-duplication by `Nats-Msg-Id`), and two KV buckets whose
+//! entries expire unless renewed: replicas' heartbeats and partition
+//! leases.
+
+use async_nats::jetstream::{self, kv, stream};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The stream's metadata key for its partition count (fixed at creation).
+const PARTITIONS_KEY: &str = "stepstitch.partitions";
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `nats://host:4222`, comma-separated seeds.
+    pub urls: String,
+    /// Names of the stream and buckets, and the subjects' prefix.
+    pub name: String,
+    pub partitions: u32,
+    /// JetStream replicas of the stream and buckets (1 for a single server).
+    pub replicas: usize,
+    /// How long a lease or heartbeat lives without renewal.
+    pub lease_ttl: Duration,
+    /// How long JetStream remembers message ids (Firehose retries inside
+    /// it are stored once; later ones are caught by the stitcher's own
+    /// duplicate check while it holds the execution).
+    pub duplicate_window: Duration,
+    pub node: String,
+}
+
+impl ClusterConfig {
+    pub fn subjects_prefix(&self) -> String {
+        self.name.to_ascii_lowercase()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach NATS at {urls}: {error}")]
+    Connect { urls: String, error: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("the stream {stream} was created with {existing} partitions; this replica is set to {configured} (the count is fixed when the stream is created: docs/cluster.md)")]
+    Partitions {
+        stream: String,
+        existing: String,
+        configured: u32,
+    },
+}
+
+pub fn js_error(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::JetStream(e.to_string())
+}
+
+/// A connection with its stream and buckets in place.
+#[derive(Clone)]
+pub struct Cluster {
+    pub cfg: ClusterConfig,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub leases: kv::Store,
+    pub members: kv::Store,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Cluster {
+    pub async fn connect(cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("stepstitch-{}", cfg.node))
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(cfg.urls.as_str())
+            .await
+            .map_err(|e| ClusterError::Connect {
+                urls: cfg.urls.clone(),
+                error: e.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        let prefix = cfg.subjects_prefix();
+        let mut metadata = HashMap::new();
+        metadata.insert(PARTITIONS_KEY.to_owned(), cfg.partitions.to_string());
+        let mut s = js
+            .get_or_create_stream(stream::Config {
+                name: cfg.name.clone(),
+                subjects: vec![format!("{prefix}.p.*")],
+                storage: stream::StorageType::File,
+                num_replicas: cfg.replicas,
+                duplicate_window: cfg.duplicate_window,
+                metadata,
+                ..Default::default()
+            })
+            .await
+            .map_err(js_error)?;
+        let info = s.info().await.map_err(js_error)?;
+        let existing = info
+            .config
+            .metadata
+            .get(PARTITIONS_KEY)
+            .cloned()
+            .unwrap_or_default();
+        if existing != cfg.partitions.to_string() {
+            return Err(ClusterError::Partitions {
+                stream: cfg.name.clone(),
+                existing,
+                configured: cfg.partitions,
+            });
+        }
+        let bucket = |suffix: &str| kv::Config {
+            bucket: format!("{}-{suffix}", cfg.name),
+            history: 1,
+            max_age: cfg.lease_ttl,
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        };
+        let leases = js
+            .create_or_update_key_value(bucket("leases"))
+            .await
+            .map_err(js_error)?;
+        let members = js
+            .create_or_update_key_value(bucket("members"))
+            .await
+            .map_err(js_error)?;
+        Ok(Cluster {
+            cfg,
+            client,
+            js,
+            leases,
+            members,
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Cluster mode's building blocks against a real NATS server with
+//! JetStream (tests/common/nats.rs): publishing a request's events per
+//! partition with Firehose-retry de-duplication, the partition count fixed
+//! at creation, leases held by one replica at a time, expiry and takeover,
+//! and coordinators that share the partitions and rebalance when a replica
+//! dies or joins.
+
+mod common;
+
+use common::fixtures::Fixture;
+use common::nats::Nats;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use stepstitch::cluster::partition::partition_of;
+use stepstitch::cluster::{Change, Cluster, ClusterConfig, Coordinator};
+use stepstitch::events::StreamParams;
+
+fn config(nats: &Nats, node: &str, partitions: u32, ttl: Duration) -> ClusterConfig {
+    ClusterConfig {
+        urls: nats.url.clone(),
+        name: "STEPSTITCH".into(),
+        partitions,
+        replicas: 1,
+        lease_ttl: ttl,
+        duplicate_window: Duration::from_secs(120),
+        node: node.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_stored_once_per_partition_even_when_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(dir.path()) else {
+        return;
+    };
+    let c = Cluster::connect(config(&nats, "a", 8, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let f = Fixture::load("moto_map_nested_parallel");
+    let mut events = Vec::new();
+    for (_, line) in f.copies(6) {
+        let mut cache = stepstitch::events::StringCache::default();
+        events.push(stepstitch::events::parse_log_line(&line, &mut cache).unwrap());
+    }
+    let touched: BTreeSet<u32> = events
+        .iter()
+        .map(|e| partition_of(&e.execution_arn, 8))
+        .collect();
+    let params = StreamParams::from_pairs([("service".to_string(), "orders".to_string())]);
+    let first = c.publish("req-1", &params, &events).await.unwrap();
+    assert_eq!(first.messages, touched.len());
+    assert_eq!(first.duplicates, 0);
+    // Firehose retries the same request: acknowledged, stored once.
+    let again = c.publish("req-1", &params, &events).await.unwrap();
+    assert_eq!(again.duplicates, touched.len());
+    let mut stream = c.js.get_stream("STEPSTITCH").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages as usize,
+        touched.len()
+    );
+    // Each message holds its partition's events, readable as log lines.
+    let mut read = 0;
+    for p in &touched {
+        let subject = format!("stepstitch.p.{p}");
+        let m = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        let body = String::from_utf8(m.payload.to_vec()).unwrap();
+        let mut cache = stepstitch::events::StringCache::default();
+        for line in body.lines() {
+            let e = stepstitch::events::parse_log_line(line, &mut cache).unwrap();
+            assert_eq!(partition_of(&e.execution_arn, 8), *p);
+            read += 1;
+        }
+    }
+    assert_eq!(read, events.len());
+
+    // The partition count is fixed once the stream exists.
+    let err = Cluster::connect(config(&nats, "b", 16, Duration::from_secs(5)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("created with 8 partitions"), "{err}");
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(dir.path()) else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let a = Cluster::connect(config(&nats, "a", 4, ttl)).await.unwrap();
+    let b = Cluster::connect(config(&nats, "b", 4, ttl)).await.unwrap();
+    let rev = a.acquire(0).await.unwrap().expect("free");
+    assert_eq!(b.acquire(0).await.unwrap(), None, "held by a");
+    assert_eq!(a.holder(0).await.unwrap().as_deref(), Some("a"));
+    // Renewed, it stays a's past the TTL.
+    let mut rev = rev;
+    for _ in 0..4 {
+        tokio::time::sleep(ttl / 3).await;
+        rev = a.renew(0, rev).await.unwrap().expect("still a's");
+    }
+    assert_eq!(b.acquire(0).await.unwrap(), None);
+    // a stops renewing (it died): after the TTL, b takes it, and a's
+    // renewal at its old revision fails.
+    let deadline = Instant::now() + ttl * 5;
+    let taken = loop {
+        if let Some(r) = b.acquire(0).await.unwrap() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(a.renew(0, rev).await.unwrap(), None);
+    assert_eq!(b.holder(0).await.unwrap().as_deref(), Some("b"));
+    // A release at a stale revision leaves the new holder alone.
+    a.release(0, rev).await.unwrap();
+    assert_eq!(b.holder(0).await.unwrap().as_deref(), Some("b"));
+    b.release(0, taken).await.unwrap();
+    assert_eq!(b.holder(0).await.unwrap(), None);
+    assert!(a.acquire(0).await.unwrap().is_some());
+}
+
+/// Steps every coordinator until each partition has exactly one holder
+/// among them and that is who `assign` says; returns partition → node.
+async fn settle(cs: &mut [Coordinator], partitions: u32) -> BTreeMap<u32, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for c in cs.iter_mut() {
+            c.step().await.unwrap();
+        }
+        let mut owners: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for c in cs.iter() {
+            for p in c.owned() {
+                owners
+                    .entry(p)
+                    .or_default()
+                    .push(c.cluster.cfg.node.clone());
+            }
+        }
+        let names: Vec<String> = cs.iter().map(|c| c.cluster.cfg.node.clone()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let settled = (0..partitions).all(|p| {
+            owners.get(&p).is_some_and(|o| {
+                o.len() == 1 && Some(o[0].as_str()) == stepstitch::cluster::assign::owner(p, &refs)
+            })
+        });
+        if settled {
+            return owners.into_iter().map(|(p, o)| (p, o[0].clone())).collect();
+        }
+        assert!(Instant::now() < deadline, "never settled: {owners:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn coordinators_share_partitions_and_rebalance_on_death_and_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(dir.path()) else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let partitions = 12;
+    let mut cs = Vec::new();
+    for n in ["a", "b", "c"] {
+        let c = Cluster::connect(config(&nats, n, partitions, ttl))
+            .await
+            .unwrap();
+        cs.push(Coordinator::new(c));
+    }
+    let three = settle(&mut cs, partitions).await;
+    assert_eq!(three.len(), partitions as usize);
+    // The KV agrees with what each coordinator believes.
+    for (p, n) in &three {
+        assert_eq!(cs[0].cluster.holder(*p).await.unwrap().as_ref(), Some(n));
+    }
+
+    // "c" dies: no release, its heartbeat and leases expire; a and b take
+    // its partitions, and only those move.
+    let dead = cs.pop().unwrap();
+    let its: BTreeSet<u32> = dead.owned().into_iter().collect();
+    drop(dead);
+    let two = settle(&mut cs, partitions).await;
+    for (p, n) in &two {
+        if !its.contains(p) {
+            assert_eq!(&three[p], n, "partition {p} moved between live replicas");
+        }
+    }
+
+    // "d" joins: it takes its share, released by the others first.
+    let mut d = Coordinator::new(
+        Cluster::connect(config(&nats, "d", partitions, ttl))
+            .await
+            .unwrap(),
+    );
+    let first = d.step().await.unwrap();
+    assert!(
+        first.iter().all(|c| matches!(c, Change::Acquired(_))),
+        "{first:?}"
+    );
+    cs.push(d);
+    let joined = settle(&mut cs, partitions).await;
+    assert!(joined.values().any(|n| n == "d"));
+    for (p, n) in &joined {
+        if n != "d" {
+            assert_eq!(&two[p], n, "partition {p} moved between old replicas");
+        }
+    }
+
+    // A clean stop hands over at once, without waiting for the TTL.
+    let mut leaving = cs.remove(0);
+    let gone = leaving.release_all().await.unwrap();
+    assert!(!gone.is_empty());
+    let started = Instant::now();
+    settle(&mut cs, partitions).await;
+    assert!(started.elapsed() < ttl, "took {:?}", started.elapsed());
+}
