@@ -10,6 +10,7 @@ mod common;
 use common::fixtures::Fixture;
 use common::nats::Nats;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stepstitch::cluster::partition::partition_of;
 use stepstitch::cluster::{Change, Cluster, ClusterConfig, Coordinator};
@@ -216,4 +217,126 @@ async fn coordinators_share_partitions_and_rebalance_on_death_and_join() {
     let started = Instant::now();
     settle(&mut cs, partitions).await;
     assert!(started.elapsed() < ttl, "took {:?}", started.elapsed());
+}
+
+/// `(span id → name, resource, parent, start, duration, error)` of spans.
+fn span_keys<'a>(
+    spans: impl Iterator<Item = &'a stepstitch::stitch::span::Span>,
+) -> (BTreeMap<u64, String>, usize) {
+    let mut out = BTreeMap::new();
+    let mut n = 0;
+    for s in spans {
+        n += 1;
+        out.insert(
+            s.span_id,
+            format!(
+                "{} {} {} {} {} {}",
+                s.name, s.resource, s.parent_id, s.start, s.duration, s.error
+            ),
+        );
+    }
+    (out, n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_stitch_their_partitions_as_one_process_would_and_resume_from_checkpoints() {
+    use stepstitch::cluster::runner::Runner;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(dir.path()) else {
+        return;
+    };
+    let partitions = 4;
+    let c = Cluster::connect(config(&nats, "a", partitions, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    // Executions without cross-partition joins (Distributed Map children
+    // join their parent through hints, which are not carried yet).
+    let fs: Vec<Fixture> = common::fixtures::all()
+        .into_iter()
+        .filter(|f| {
+            f.meta["logging"]["level"] == "ALL"
+                && f.include_execution_data()
+                && !f.lines.is_empty()
+                && !f.meta["features"].to_string().contains("distributed_map")
+        })
+        .take(60)
+        .collect();
+    // Every line, in a fixed shuffle, as requests of 40 events.
+    let mut lines = common::fixtures::lines_of(&fs);
+    let mut x: u64 = 7;
+    for i in (1..lines.len()).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lines.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    let mut cache = stepstitch::events::StringCache::default();
+    let requests: Vec<Vec<stepstitch::events::Event>> = lines
+        .chunks(40)
+        .map(|ch| {
+            ch.iter()
+                .map(|(_, l)| stepstitch::events::parse_log_line(l, &mut cache).unwrap())
+                .collect()
+        })
+        .collect();
+    let half = requests.len() / 2;
+    let params = StreamParams::default();
+    for (i, r) in requests[..half].iter().enumerate() {
+        c.publish(&format!("req-{i}"), &params, r).await.unwrap();
+    }
+    let cfg = Arc::new(stepstitch::stitch::StitchConfig::default());
+    let mut emitted = Vec::new();
+    // First owners: everything so far, the finished executions emitted
+    // (a minute passes: past the grace, not the idle timeout), a
+    // checkpoint; then they die.
+    for p in 0..partitions {
+        let mut r = Runner::open(&c, p, cfg.clone(), 10_000).await.unwrap();
+        r.catch_up(&c, Duration::from_millis(300), &mut emitted)
+            .await
+            .unwrap();
+        r.tick(Instant::now() + Duration::from_secs(60), &mut emitted);
+        assert!(r.checkpoint(&c).await.unwrap() > 0);
+    }
+    let first_spans: usize = emitted.iter().map(|e| e.spans.len()).sum();
+    assert!(
+        first_spans > 0,
+        "some executions finished in the first half"
+    );
+    // Firehose retries some of the first half, and sends the second.
+    for (i, r) in requests.iter().enumerate().skip(half / 2) {
+        c.publish(&format!("req-{i}"), &params, r).await.unwrap();
+    }
+    // New owners resume from the checkpoints.
+    for p in 0..partitions {
+        let mut r = Runner::open(&c, p, cfg.clone(), 10_000).await.unwrap();
+        assert!(r.applied > 0, "partition {p} resumed from its checkpoint");
+        r.catch_up(&c, Duration::from_millis(300), &mut emitted)
+            .await
+            .unwrap();
+        r.drain(Instant::now() + Duration::from_secs(7200), &mut emitted);
+        assert_eq!(r.bad_lines, 0);
+    }
+    let (got, n) = span_keys(emitted.iter().flat_map(|e| e.spans.iter()));
+    assert_eq!(n, got.len(), "a span was emitted twice");
+
+    // One process, one core, the same requests at the same moments.
+    let mut one = stepstitch::stitch::core::StitcherCore::new(
+        cfg.clone(),
+        10_000,
+        Arc::new(stepstitch::stitch::joins::JoinRegistry::new(1024)),
+    );
+    let mut alone = Vec::new();
+    let p = Arc::new(StreamParams::default());
+    for r in &requests[..half] {
+        alone.extend(one.apply(r.clone(), &p, Instant::now()));
+    }
+    alone.extend(one.tick(Instant::now() + Duration::from_secs(60)));
+    for r in requests.iter().skip(half / 2) {
+        alone.extend(one.apply(r.clone(), &p, Instant::now()));
+    }
+    alone.extend(one.drain(Instant::now() + Duration::from_secs(7200)));
+    let (want, m) = span_keys(alone.iter().flat_map(|e| e.spans.iter()));
+    assert_eq!(m, want.len());
+    assert!(want.len() > 100, "{}", want.len());
+    assert_eq!(got, want);
 }

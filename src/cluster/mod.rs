@@ -8,17 +8,21 @@
 //! - `nats`: the stream and KV buckets, created and checked;
 //! - `publish`: a request's events stored per partition, acknowledged;
 //! - `lease`: leases with compare-and-set, heartbeats, and the
-//!   `Coordinator` that keeps this replica's share.
+//!   `Coordinator` that keeps this replica's share;
+//! - `runner`: an owned partition's stitcher core, fed in stream order
+//!   from its checkpoint, and the checkpoints (object store).
 //!
-//! Still to come: consuming owned partitions into a stitcher core each,
-//! checkpoints, the per-partition export ledger, cross-partition join
-//! hints, the Firehose handler's cluster path, settings and deploy.
+//! Still to come: the per-partition export ledger (no repeats after a
+//! failover), cross-partition join hints, the Firehose handler's cluster
+//! path and the replica's loop tying coordinator, runners and exporters
+//! together, settings, metrics and deploy.
 
 pub mod assign;
 pub mod lease;
 pub mod nats;
 pub mod partition;
 pub mod publish;
+pub mod runner;
 
 pub use lease::{Change, Coordinator};
 pub use nats::{Cluster, ClusterConfig, ClusterError};
