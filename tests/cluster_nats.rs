@@ -77,6 +77,34 @@ async fn a_request_is_stored_once_per_partition_even_when_retried() {
     }
     assert_eq!(read, events.len());
 
+    // A full-size Firehose request (about 28,000 events, 1 MiB gzipped):
+    // a partition's share is past NATS's 1 MiB message limit, so it goes
+    // out in chunks, each de-duplicated on a retry like the rest.
+    let big = stepstitch::loadgen::traffic::requests(
+        &stepstitch::loadgen::traffic::Shape {
+            request_bytes: 1 << 20,
+            ..Default::default()
+        },
+        0,
+        20_000,
+        1_780_000_000_000,
+    );
+    let body = bytes::Bytes::from(big[0].body.clone());
+    let decoded = stepstitch::decode::body::decode_body(
+        body,
+        stepstitch::decode::BodyLimits {
+            max_body_bytes: 80 << 20,
+            decode: Default::default(),
+        },
+    )
+    .unwrap()
+    .events;
+    assert!(decoded.len() > 10_000);
+    let stored = c.publish("big-1", &params, &decoded).await.unwrap();
+    assert!(stored.messages > 8, "{stored:?}");
+    let again = c.publish("big-1", &params, &decoded).await.unwrap();
+    assert_eq!(again.duplicates, stored.messages);
+
     // The partition count is fixed once the stream exists.
     let err = Cluster::connect(config(&nats, "b", 16, Duration::from_secs(5)))
         .await

@@ -44,11 +44,11 @@ pub fn subject(prefix: &str, partition: u32) -> String {
     format!("{prefix}.p.{partition}")
 }
 
-/// `Nats-Msg-Id` of a Firehose request's share for a partition: a Firehose
-/// retry of the request carries the same request id, so JetStream's
-/// duplicate window stores it once.
-pub fn message_id(request_id: &str, partition: u32) -> String {
-    format!("{request_id}/{partition}")
+/// `Nats-Msg-Id` of chunk `chunk` of a Firehose request's share for a
+/// partition: a Firehose retry of the request carries the same request id
+/// and splits the same way, so JetStream's duplicate window stores it once.
+pub fn message_id(request_id: &str, partition: u32, chunk: usize) -> String {
+    format!("{request_id}/{partition}/{chunk}")
 }
 
 #[cfg(test)]
@@ -93,7 +93,8 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(subject("stepstitch", 3), "stepstitch.p.3");
-        assert_eq!(message_id("req-1", 3), "req-1/3");
-        assert_ne!(message_id("req-1", 3), message_id("req-1", 4));
+        assert_eq!(message_id("req-1", 3, 0), "req-1/3/0");
+        assert_ne!(message_id("req-1", 3, 0), message_id("req-1", 4, 0));
+        assert_ne!(message_id("req-1", 3, 0), message_id("req-1", 3, 1));
     }
 }

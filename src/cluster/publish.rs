@@ -13,27 +13,38 @@ use std::collections::BTreeMap;
 /// The header carrying the stream's parameters (JSON pairs).
 pub const PARAMS_HEADER: &str = "Stepstitch-Params";
 
+/// A message's body at most: NATS refuses messages past the server's
+/// `max_payload` (1 MiB by default), and one Firehose request's share of a
+/// partition can be larger, so a group goes out in chunks of whole lines.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
 /// What publishing a request did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
-    /// Messages stored (one per partition the request touched).
+    /// Messages stored (one per partition the request touched, more when
+    /// a partition's share is past `CHUNK_BYTES`).
     pub messages: usize,
     /// Of those, how many JetStream already had (a retried request).
     pub duplicates: usize,
 }
 
-/// Events grouped by partition, each group as the message body: one
-/// event per line, as a log line (`stitch::output::event_line`).
-pub fn groups(events: &[Event], partitions: u32) -> BTreeMap<u32, String> {
-    let mut out: BTreeMap<u32, String> = BTreeMap::new();
+/// Events grouped by partition, each group as message bodies of at most
+/// `limit` bytes (a single larger line goes alone): one event per line,
+/// as a log line (`stitch::output::event_line`), in arrival order.
+pub fn groups(events: &[Event], partitions: u32, limit: usize) -> BTreeMap<u32, Vec<String>> {
+    let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for e in events {
-        let body = out
+        let line = event_line(e);
+        let bodies = out
             .entry(partition_of(&e.execution_arn, partitions))
             .or_default();
-        if !body.is_empty() {
-            body.push('\n');
+        match bodies.last_mut() {
+            Some(b) if b.len() + 1 + line.len() <= limit => {
+                b.push('\n');
+                b.push_str(&line);
+            }
+            _ => bodies.push(line),
         }
-        body.push_str(&event_line(e));
     }
     out
 }
@@ -49,16 +60,18 @@ impl Cluster {
         let params_json = serde_json::to_string(&params.pairs().collect::<Vec<_>>())
             .map_err(|e| ClusterError::JetStream(e.to_string()))?;
         let mut pending = Vec::new();
-        for (p, body) in groups(events, self.cfg.partitions) {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", message_id(request_id, p).as_str());
-            headers.insert(PARAMS_HEADER, params_json.as_str());
-            let ack = self
-                .js
-                .publish_with_headers(subject(&prefix, p), headers, body.into())
-                .await
-                .map_err(js_error)?;
-            pending.push(ack);
+        for (p, bodies) in groups(events, self.cfg.partitions, CHUNK_BYTES) {
+            for (k, body) in bodies.into_iter().enumerate() {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", message_id(request_id, p, k).as_str());
+                headers.insert(PARAMS_HEADER, params_json.as_str());
+                let ack = self
+                    .js
+                    .publish_with_headers(subject(&prefix, p), headers, body.into())
+                    .await
+                    .map_err(js_error)?;
+                pending.push(ack);
+            }
         }
         // All sent before waiting: the acknowledgements come back together.
         let mut done = Published::default();
@@ -89,9 +102,12 @@ mod tests {
                 parse_log_line(&line, &mut cache).unwrap()
             })
             .collect();
-        let g = groups(&events, 4);
+        // A small limit: groups split into several bodies, none past it.
+        let g = groups(&events, 4, 600);
+        assert!(g.values().any(|b| b.len() > 1));
         let mut back = Vec::new();
-        for (p, body) in &g {
+        for (p, body) in g.iter().flat_map(|(p, bs)| bs.iter().map(move |b| (p, b))) {
+            assert!(body.len() <= 600 || !body.contains('\n'));
             for line in body.lines() {
                 let e = parse_log_line(line, &mut cache).unwrap();
                 assert_eq!(partition_of(&e.execution_arn, 4), *p);
