@@ -14,7 +14,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for b in decode stitch encode pipeline store; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && for b in decode stitch encode pipeline store cluster; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && cargo build --release --locked --bin stepstitch \
     && rm -rf src benches
 
