@@ -575,22 +575,27 @@ impl Api {
     /// map then uses a stored or observed graph.
     async fn definition_for(&self, execution_arn: &str) -> Option<String> {
         let aws = self.aws.as_ref()?;
-        match aws.definitions.for_execution(&aws.sfn, execution_arn).await {
-            Ok(d) => Some(self.keep_definition(d).await),
-            Err(e) => {
-                tracing::info!(execution_arn, error = %e, "no definition from AWS");
-                None
-            }
-        }
+        let d = aws.definitions.for_execution(&aws.sfn, execution_arn).await;
+        self.kept(execution_arn, d).await
     }
 
     /// A state machine's current definition from AWS, as `definition_for`.
     async fn current_definition(&self, state_machine_arn: &str) -> Option<String> {
         let aws = self.aws.as_ref()?;
-        match aws.definitions.current(&aws.sfn, state_machine_arn).await {
+        let d = aws.definitions.current(&aws.sfn, state_machine_arn).await;
+        self.kept(state_machine_arn, d).await
+    }
+
+    /// AWS's answer for `arn`: stored and its text, or logged and `None`.
+    async fn kept(
+        &self,
+        arn: &str,
+        d: Result<Arc<aws::DefinitionInfo>, AwsError>,
+    ) -> Option<String> {
+        match d {
             Ok(d) => Some(self.keep_definition(d).await),
             Err(e) => {
-                tracing::info!(state_machine_arn, error = %e, "no definition from AWS");
+                tracing::info!(arn, error = %e, "no definition from AWS");
                 None
             }
         }

@@ -15,7 +15,7 @@ use crate::app::settings::Settings;
 use crate::app::App;
 use crate::aws::{AwsArgs, AwsError, Sfn};
 use crate::clock::{Clock, SystemClock};
-use crate::events::log_line::{history_to_log_lines, LogLineError};
+use crate::events::log_line::{events_to_log_lines, LogLineError};
 use progress::{Counts, Progress};
 use serde_json::Value;
 pub use settings::{BackfillArgs, BackfillSettings};
@@ -237,8 +237,7 @@ async fn history_lines(sfn: &Sfn, arn: &str) -> Result<Vec<String>, HistoryError
             None => break,
         }
     }
-    let doc = Value::Array(events).to_string();
-    Ok(history_to_log_lines(&doc, arn)?)
+    Ok(events_to_log_lines(events, arn)?)
 }
 
 /// One request, retried like Firehose (backoff, 8 attempts) when the

@@ -29,6 +29,15 @@ pub fn history_to_log_lines(json: &str, execution_arn: &str) -> Result<Vec<Strin
         Value::Array(a) => a,
         _ => return Err(LogLineError::Shape("neither an object nor an array")),
     };
+    events_to_log_lines(events, execution_arn)
+}
+
+/// The same from history events already parsed (the backfill joins a
+/// history's pages without writing them out again).
+pub fn events_to_log_lines(
+    events: Vec<Value>,
+    execution_arn: &str,
+) -> Result<Vec<String>, LogLineError> {
     let mut parsed = Vec::with_capacity(events.len());
     for (index, e) in events.into_iter().enumerate() {
         let missing = |field| LogLineError::MissingField { index, field };
