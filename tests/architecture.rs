@@ -21,9 +21,10 @@ const STAGES: &[&[&str]] = &[
     &["store"],
     // The AWS side: a client used by the UI API and the backfill.
     &["aws"],
-    // Cluster mode on NATS JetStream: partitions, leases, publishing.
-    &["cluster"],
     &["export"],
+    // Cluster mode on NATS JetStream: partitions, leases, publishing, and
+    // the replica loop feeding owned partitions' cores into the hub.
+    &["cluster"],
     &["pipeline"],
     &["firehose"],
     &["admin"],

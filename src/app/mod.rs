@@ -7,6 +7,7 @@
 //! drain cancels them stage by stage, so the admin listener, for one,
 //! keeps answering `/ready` (503) and `/metrics` while the rest drains.
 
+mod cluster;
 pub mod settings;
 
 pub use settings::{ServeArgs, Settings};
@@ -270,6 +271,12 @@ impl Durable {
     }
 }
 
+/// Where accepted requests go: the local write-ahead log, or JetStream.
+enum Mode {
+    Local(Durable),
+    Cluster(cluster::Connected),
+}
+
 /// Every stage, built from the settings and not running yet.
 pub struct App {
     settings: Settings,
@@ -280,7 +287,7 @@ pub struct App {
     store: Option<Arc<dyn Store>>,
     aws: Option<Arc<Aws>>,
     events_out: Option<Box<dyn Write + Send>>,
-    durable: Durable,
+    mode: Mode,
     hub: Hub,
     ingest_listener: TcpListener,
     admin_listener: TcpListener,
@@ -330,7 +337,10 @@ impl App {
                 })?,
             ))),
         };
-        let durable = Durable::open(&settings)?;
+        let mode = match &settings.cluster {
+            None => Mode::Local(Durable::open(&settings)?),
+            Some(c) => Mode::Cluster(cluster::Connected::connect(c).await?),
+        };
         let api_tokens = Arc::new(
             AccessKeys::new(
                 &settings.admin.api_tokens,
@@ -367,10 +377,13 @@ impl App {
             aggregator: Aggregator::new(MAX_METRIC_SERIES),
             clock: clock.clone(),
             metrics_interval: settings.export.metrics_flush_interval,
-            durability: Some(HubDurability {
-                ledger: durable.ledger.clone(),
-                outbox: durable.outbox.clone(),
-                delivered: durable.delivered.clone(),
+            durability: Some(match &mode {
+                Mode::Local(durable) => HubDurability {
+                    ledger: durable.ledger.clone(),
+                    outbox: durable.outbox.clone(),
+                    delivered: Arc::new(std::sync::RwLock::new(durable.delivered.clone())),
+                },
+                Mode::Cluster(c) => c.hub_durability(),
             }),
         };
         let listen = f.listen;
@@ -396,7 +409,7 @@ impl App {
             store,
             aws,
             events_out,
-            durable,
+            mode,
             hub,
             ingest_listener,
             admin_listener,
@@ -413,6 +426,9 @@ impl App {
     /// Starts the stages downstream first (exporters, stitcher, pipeline,
     /// listeners), recovers durable state, and turns ready.
     pub async fn spawn(self) -> anyhow::Result<Running> {
+        if matches!(self.mode, Mode::Cluster(_)) {
+            return cluster::spawn(self).await;
+        }
         let App {
             settings,
             clock,
@@ -422,13 +438,16 @@ impl App {
             store,
             aws,
             events_out,
-            durable,
+            mode,
             hub,
             ingest_listener,
             admin_listener,
             shutdown,
             give_up,
         } = self;
+        let Mode::Local(durable) = mode else {
+            unreachable!("cluster mode returned above")
+        };
         let prometheus = telemetry::prometheus();
 
         // Export: the hub, fed by the stitcher.
@@ -479,6 +498,8 @@ impl App {
             lifecycle: lifecycle.clone(),
             clock: clock.clone(),
             wal: Some(durable.wal.clone()),
+            cluster: None,
+            store: None,
         });
         let admin_state = AdminState {
             lifecycle: lifecycle.clone(),
@@ -487,52 +508,16 @@ impl App {
             decode_queue: decode_queue.gauge(),
             keys: keys.clone(),
             stitcher: Some(stitcher.clone()),
-            api: Arc::new(Api {
-                store: store.clone(),
-                aws,
-                access: Access {
-                    tokens: api_tokens.clone(),
-                    open_reads: admin_listener.local_addr()?.ip().is_loopback(),
-                },
-                clock: clock.clone(),
-                datadog_app: settings
-                    .export
-                    .targets
-                    .iter()
-                    .any(|t| matches!(t, ExportTarget::Datadog | ExportTarget::DatadogAgent))
-                    .then(|| datadog_app(&settings.datadog.site)),
-            }),
+            api: api(&settings, store.clone(), aws, api_tokens.clone(), clock.clone(), &admin_listener)?,
         };
         drop((handoff, decode_queue));
-        let ingest_addr = ingest_listener.local_addr()?;
-        let admin_addr = admin_listener.local_addr()?;
-        let intake_stop = shutdown.child_token();
-        let reload = keys.file().is_some().then(|| {
-            tokio::spawn(reload_keys(
-                keys.clone(),
-                settings.firehose.access_keys_reload_interval,
-                intake_stop.clone(),
-            ))
-        });
-        let ingest = serve(
-            ingest_listener,
-            firehose::router(ingest_state, settings.firehose.request_timeout),
-            intake_stop.clone(),
-        );
-        let admin_stop = shutdown.child_token();
-        if api_tokens.file().is_some() {
-            // Ends with the admin listener.
-            tokio::spawn(reload_keys(
-                api_tokens,
-                settings.firehose.access_keys_reload_interval,
-                admin_stop.clone(),
-            ));
-        }
-        let admin = serve(
-            admin_listener,
-            admin::router(admin_state),
-            admin_stop.clone(),
-        );
+        let (intake, admin) = listen(
+            &settings,
+            (keys, api_tokens),
+            (ingest_listener, ingest_state),
+            (admin_listener, admin_state),
+            &shutdown,
+        )?;
 
         // Recovery before readiness: until it is done, Firehose gets 503s.
         let started = std::time::Instant::now();
@@ -570,41 +555,115 @@ impl App {
         lifecycle.set_ready(true);
         metrics::gauge!(names::READY).set(1.0);
         // Logged once serving and ready: scripts and tests wait for this line.
-        tracing::info!(ingest = %ingest_addr, admin = %admin_addr, "listening");
+        tracing::info!(ingest = %intake.addr, admin = %admin.addr, "listening");
         tracing::info!("ready");
         Ok(Running {
             shutdown_timeout: settings.shutdown_timeout,
             shutdown,
-            intake: Intake {
-                lifecycle,
-                stop: intake_stop,
-                task: ingest,
-                reload,
+            intake,
+            work: Work::Local {
+                pipeline: Pipeline {
+                    decoders,
+                    consumer,
+                    totals,
+                },
+                stitcher: Stitching {
+                    handle: stitcher,
+                    shards: shard_tasks,
+                },
+                snapshots: Snapshots {
+                    stop: snapshot_stop,
+                    task: snapshotter,
+                    outbox: durable.outbox,
+                },
             },
-            pipeline: Pipeline {
-                decoders,
-                consumer,
-                totals,
-            },
-            stitcher: Stitching {
-                handle: stitcher,
-                shards: shard_tasks,
-            },
-            snapshots: Snapshots {
-                stop: snapshot_stop,
-                task: snapshotter,
-                outbox: durable.outbox,
-            },
-            admin: Admin {
-                stop: admin_stop,
-                task: admin,
-            },
+            admin,
             export: Export {
                 task: exporter,
                 give_up,
             },
         })
     }
+}
+
+/// The UI's API.
+fn api(
+    settings: &Settings,
+    store: Option<Arc<dyn Store>>,
+    aws: Option<Arc<Aws>>,
+    tokens: Arc<AccessKeys>,
+    clock: Arc<dyn Clock>,
+    admin_listener: &TcpListener,
+) -> anyhow::Result<Arc<Api>> {
+    Ok(Arc::new(Api {
+        store,
+        aws,
+        access: Access {
+            tokens,
+            open_reads: admin_listener.local_addr()?.ip().is_loopback(),
+        },
+        clock,
+        datadog_app: settings
+            .export
+            .targets
+            .iter()
+            .any(|t| matches!(t, ExportTarget::Datadog | ExportTarget::DatadogAgent))
+            .then(|| datadog_app(&settings.datadog.site)),
+    }))
+}
+
+/// Serves both listeners (and reloads the key files while they run).
+fn listen(
+    settings: &Settings,
+    (keys, api_tokens): (Arc<AccessKeys>, Arc<AccessKeys>),
+    (ingest_listener, ingest_state): (TcpListener, Arc<IngestState>),
+    (admin_listener, admin_state): (TcpListener, AdminState),
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Intake, Admin)> {
+    let lifecycle = ingest_state.lifecycle.clone();
+    let ingest_addr = ingest_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let intake_stop = shutdown.child_token();
+    let reload = keys.file().is_some().then(|| {
+        tokio::spawn(reload_keys(
+            keys.clone(),
+            settings.firehose.access_keys_reload_interval,
+            intake_stop.clone(),
+        ))
+    });
+    let ingest = serve(
+        ingest_listener,
+        firehose::router(ingest_state, settings.firehose.request_timeout),
+        intake_stop.clone(),
+    );
+    let admin_stop = shutdown.child_token();
+    if api_tokens.file().is_some() {
+        // Ends with the admin listener.
+        tokio::spawn(reload_keys(
+            api_tokens,
+            settings.firehose.access_keys_reload_interval,
+            admin_stop.clone(),
+        ));
+    }
+    let admin = serve(
+        admin_listener,
+        admin::router(admin_state),
+        admin_stop.clone(),
+    );
+    Ok((
+        Intake {
+            lifecycle,
+            stop: intake_stop,
+            task: ingest,
+            reload,
+            addr: ingest_addr,
+        },
+        Admin {
+            stop: admin_stop,
+            task: admin,
+            addr: admin_addr,
+        },
+    ))
 }
 
 /// Serves `app` on `listener` until `stop` is cancelled, then finishes the
@@ -626,11 +685,19 @@ pub struct Running {
     shutdown_timeout: Duration,
     shutdown: CancellationToken,
     intake: Intake,
-    pipeline: Pipeline,
-    stitcher: Stitching,
-    snapshots: Snapshots,
+    work: Work,
     admin: Admin,
     export: Export,
+}
+
+/// What turns accepted requests into emissions.
+enum Work {
+    Local {
+        pipeline: Pipeline,
+        stitcher: Stitching,
+        snapshots: Snapshots,
+    },
+    Cluster(cluster::Replicating),
 }
 
 struct Intake {
@@ -638,6 +705,7 @@ struct Intake {
     stop: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
     reload: Option<JoinHandle<()>>,
+    addr: std::net::SocketAddr,
 }
 
 struct Pipeline {
@@ -660,6 +728,7 @@ struct Snapshots {
 struct Admin {
     stop: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    addr: std::net::SocketAddr,
 }
 
 struct Export {
@@ -685,10 +754,21 @@ impl Running {
         let deadline = Instant::now() + self.shutdown_timeout;
         tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: refusing new Firehose requests, finishing in-flight ones");
         self.intake.drain(deadline).await;
-        self.pipeline.drain(deadline).await;
-        self.stitcher.flush(deadline).await;
-        self.snapshots.drain(deadline, &self.export.give_up).await;
-        self.stitcher.stop().await;
+        match self.work {
+            Work::Local {
+                pipeline,
+                stitcher,
+                snapshots,
+            } => {
+                pipeline.drain(deadline).await;
+                stitcher.flush(deadline).await;
+                snapshots.drain(deadline, &self.export.give_up).await;
+                stitcher.stop().await;
+            }
+            // Partitions are checkpointed and handed over, not drained:
+            // their open executions carry on at their next owners.
+            Work::Cluster(c) => c.drain(deadline).await,
+        }
         self.admin.drain().await;
         self.export.drain(deadline).await;
         self.shutdown.cancel();

@@ -5,6 +5,7 @@
 
 use crate::admin::settings::{AdminArgs, AdminSettings};
 use crate::aws::{AwsArgs, AwsMode, AwsSettings};
+use crate::cluster::{ClusterArgs, ClusterSettings};
 use crate::decode::settings::DecodeArgs;
 use crate::decode::BodyLimits;
 use crate::durable::settings::{DurableArgs, DurableSettings};
@@ -49,6 +50,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -78,6 +81,8 @@ pub struct Settings {
     pub datadog: DatadogSettings,
     pub store: StoreSettings,
     pub aws: AwsSettings,
+    /// Cluster mode, when on.
+    pub cluster: Option<ClusterSettings>,
     pub log: LogSettings,
     pub shutdown_timeout: Duration,
 }
@@ -145,6 +150,7 @@ impl Settings {
             datadog,
             store,
             aws,
+            cluster: a.cluster.validate()?,
             log: a.log.validate()?,
             shutdown_timeout: a.service.validate()?,
         })

@@ -21,8 +21,10 @@ fn key(partition: u32) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Acquired(u32),
-    /// Released on purpose (rebalance) or found lost (expired, taken).
+    /// Found lost (expired and taken, or deleted): stop at once.
     Lost(u32),
+    /// Another live replica should own it: checkpoint, then `release`.
+    HandOver(u32),
 }
 
 impl Cluster {
@@ -97,6 +99,8 @@ pub struct Coordinator {
     pub cluster: Cluster,
     /// Partition → the lease revision this replica holds.
     held: BTreeMap<u32, u64>,
+    /// What this replica should own, as of the last step.
+    want: Vec<u32>,
 }
 
 impl Coordinator {
@@ -104,15 +108,22 @@ impl Coordinator {
         Self {
             cluster,
             held: BTreeMap::new(),
+            want: Vec::new(),
         }
+    }
+
+    /// Owns exactly what it should (as of the last step).
+    pub fn settled(&self) -> bool {
+        self.held.keys().copied().eq(self.want.iter().copied())
     }
 
     pub fn owned(&self) -> Vec<u32> {
         self.held.keys().copied().collect()
     }
 
-    /// Heartbeat, renew what is held, give back what another live replica
-    /// should own, take what this one should own and is free.
+    /// Heartbeat, renew what is held (also what should be handed over:
+    /// kept until its owner checkpointed and called `release`), take what
+    /// this one should own and is free.
     pub async fn step(&mut self) -> Result<Vec<Change>, ClusterError> {
         let c = &self.cluster;
         c.heartbeat().await?;
@@ -121,18 +132,17 @@ impl Coordinator {
         let want: Vec<u32> = assign::desired(&c.cfg.node, &nodes, c.cfg.partitions);
         let mut changes = Vec::new();
         for (p, rev) in std::mem::take(&mut self.held) {
-            if !want.contains(&p) {
-                c.release(p, rev).await?;
-                changes.push(Change::Lost(p));
-                continue;
-            }
             match c.renew(p, rev).await? {
                 Some(r) => {
                     self.held.insert(p, r);
+                    if !want.contains(&p) {
+                        changes.push(Change::HandOver(p));
+                    }
                 }
                 None => changes.push(Change::Lost(p)),
             }
         }
+        self.want = want.clone();
         for p in want {
             if self.held.contains_key(&p) {
                 continue;
@@ -143,6 +153,14 @@ impl Coordinator {
             }
         }
         Ok(changes)
+    }
+
+    /// Gives one lease back (its runner checkpointed).
+    pub async fn release(&mut self, partition: u32) -> Result<(), ClusterError> {
+        if let Some(rev) = self.held.remove(&partition) {
+            self.cluster.release(partition, rev).await?;
+        }
+        Ok(())
     }
 
     /// Gives every lease back (a clean shutdown: others take over at once

@@ -17,13 +17,17 @@
 //! path and the replica's loop tying coordinator, runners and exporters
 //! together, settings, metrics and deploy.
 
+pub mod acks;
 pub mod assign;
 pub mod lease;
 pub mod nats;
 pub mod partition;
 pub mod publish;
+pub mod replica;
 pub mod runner;
+pub mod settings;
 
 pub use lease::{Change, Coordinator};
 pub use nats::{Cluster, ClusterConfig, ClusterError};
 pub use publish::Published;
+pub use settings::{ClusterArgs, ClusterSettings};

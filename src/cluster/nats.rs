@@ -1,10 +1,12 @@
 //! The JetStream resources cluster mode uses, created on first start and
 //! checked on every start: the events stream (a subject per partition,
-//! file storage, de-duplication by `Nats-Msg-Id`), and two KV buckets whose
-//! entries expire unless renewed: replicas' heartbeats and partition
-//! leases.
+//! file storage, de-duplication by `Nats-Msg-Id`), two KV buckets whose
+//! entries expire unless renewed (replicas' heartbeats and partition
+//! leases), the acknowledgements stream (what each partition's exporters
+//! delivered since its checkpoint), a KV bucket of join hints, and the
+//! object store of partition checkpoints.
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -32,6 +34,16 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     pub fn subjects_prefix(&self) -> String {
         self.name.to_ascii_lowercase()
+    }
+
+    /// The acknowledgements stream's name.
+    pub fn acks_stream(&self) -> String {
+        format!("{}-ACKS", self.name)
+    }
+
+    /// The acknowledgements subject of a partition.
+    pub fn acks_subject(&self, partition: u32) -> String {
+        format!("{}.acks.{partition}", self.subjects_prefix())
     }
 }
 
@@ -61,6 +73,9 @@ pub struct Cluster {
     pub js: jetstream::Context,
     pub leases: kv::Store,
     pub members: kv::Store,
+    /// Join hints (child execution or map run → the parent's context).
+    pub joins: kv::Store,
+    pub checkpoints: object_store::ObjectStore,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -127,12 +142,48 @@ impl Cluster {
             .create_or_update_key_value(bucket("members"))
             .await
             .map_err(js_error)?;
+        js.get_or_create_stream(stream::Config {
+            name: cfg.acks_stream(),
+            subjects: vec![format!("{prefix}.acks.*")],
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(js_error)?;
+        // Hints live as long as a parent may wait for its children (a day).
+        let joins = js
+            .create_or_update_key_value(kv::Config {
+                bucket: format!("{}-joins", cfg.name),
+                history: 1,
+                max_age: Duration::from_secs(24 * 3600),
+                storage: stream::StorageType::File,
+                num_replicas: cfg.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(js_error)?;
+        let name = format!("{}-checkpoints", cfg.name);
+        let checkpoints = match js.get_object_store(&name).await {
+            Ok(s) => s,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: name,
+                    num_replicas: cfg.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(js_error)?,
+        };
         Ok(Cluster {
             cfg,
             client,
             js,
             leases,
             members,
+            joins,
+            checkpoints,
         })
     }
 }

@@ -5,21 +5,23 @@
 //! applied, gzipped JSON in the cluster's object store, one object per
 //! partition; a new owner loads it and replays from the next sequence.
 //!
-//! Take a checkpoint only once everything emitted before it was delivered:
-//! what was emitted after it is emitted again by the next owner (at least
-//! once; the per-partition export ledger that removes those repeats is not
-//! built yet, docs/cluster.md).
+//! A checkpoint also keeps what the partition emitted and the exporters
+//! have not delivered yet (its outbox, as single-process snapshots do), and
+//! the acknowledgements stream's position: the next owner sends the outbox
+//! again and skips what the acknowledgements after that position say was
+//! delivered (`cluster::acks`).
 
 use super::nats::{js_error, Cluster, ClusterError};
 use super::partition::subject;
 use super::publish::PARAMS_HEADER;
+use crate::durable::snapshot::OutboxState;
 use crate::events::{parse_log_line, StreamParams, StringCache};
 use crate::stitch::checkpoint::ExecState;
 use crate::stitch::core::StitcherCore;
 use crate::stitch::joins::JoinRegistry;
 use crate::stitch::output::Emission;
 use crate::stitch::StitchConfig;
-use async_nats::jetstream::{consumer, object_store};
+use async_nats::jetstream::consumer;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -32,7 +34,22 @@ struct Checkpoint {
     partition: u32,
     /// The last stream sequence applied.
     sequence: u64,
+    /// The acknowledgements stream's position when it was taken.
+    #[serde(default)]
+    acks_from: u64,
     execs: Vec<ExecState>,
+    /// Emitted, not delivered everywhere yet.
+    #[serde(default)]
+    outbox: Vec<OutboxState>,
+}
+
+/// What a checkpoint hands the next owner besides the core's state.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Emissions to send again (minus what the acknowledgements say).
+    pub outbox: Vec<OutboxState>,
+    /// Acknowledgements after this position are the earlier owners'.
+    pub acks_from: u64,
 }
 
 pub struct Runner {
@@ -40,6 +57,8 @@ pub struct Runner {
     core: StitcherCore,
     /// The last stream sequence applied.
     pub applied: u64,
+    /// The acknowledgements position of the checkpoint it came from.
+    pub acks_from: u64,
     /// Lines that did not read back as events (counted, skipped).
     pub bad_lines: u64,
     strings: StringCache,
@@ -58,35 +77,21 @@ fn object_name(partition: u32) -> String {
     format!("p{partition}")
 }
 
-async fn checkpoints(cluster: &Cluster) -> Result<object_store::ObjectStore, ClusterError> {
-    let name = format!("{}-checkpoints", cluster.cfg.name);
-    match cluster.js.get_object_store(&name).await {
-        Ok(s) => Ok(s),
-        Err(_) => cluster
-            .js
-            .create_object_store(object_store::Config {
-                bucket: name,
-                num_replicas: cluster.cfg.replicas,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(js_error),
-    }
-}
-
 impl Runner {
     /// A runner for `partition`, from its checkpoint when there is one.
+    /// `joins` is shared by the runners of a replica (and filled from the
+    /// other replicas' hints).
     pub async fn open(
         cluster: &Cluster,
         partition: u32,
         cfg: Arc<StitchConfig>,
         max_open: usize,
-    ) -> Result<Runner, ClusterError> {
-        let mut core = StitcherCore::new(cfg, max_open, Arc::new(JoinRegistry::new(1024)));
-        let store = checkpoints(cluster).await?;
+        joins: Arc<JoinRegistry>,
+    ) -> Result<(Runner, Restored), ClusterError> {
+        let mut core = StitcherCore::new(cfg, max_open, joins);
         let mut applied = 0;
-        if let Ok(mut object) = store.get(object_name(partition)).await {
+        let mut restored = Restored::default();
+        if let Ok(mut object) = cluster.checkpoints.get(object_name(partition)).await {
             let mut gz = Vec::new();
             object.read_to_end(&mut gz).await.map_err(js_error)?;
             let mut text = Vec::new();
@@ -96,24 +101,24 @@ impl Runner {
             let c: Checkpoint = serde_json::from_slice(&text).map_err(js_error)?;
             applied = c.sequence;
             core.import(c.execs, Instant::now());
+            restored = Restored {
+                outbox: c.outbox,
+                acks_from: c.acks_from,
+            };
         }
-        Ok(Runner {
+        let runner = Runner {
             partition,
             core,
             applied,
+            acks_from: restored.acks_from,
             bad_lines: 0,
             strings: StringCache::default(),
-        })
+        };
+        Ok((runner, restored))
     }
 
-    /// Applies every message stored after `applied` (until none comes for
-    /// `idle`), collecting what the core emits; returns how many.
-    pub async fn catch_up(
-        &mut self,
-        cluster: &Cluster,
-        idle: Duration,
-        out: &mut Vec<Emission>,
-    ) -> Result<usize, ClusterError> {
+    /// The partition's messages after `applied`, in order, as they come.
+    pub async fn messages(&self, cluster: &Cluster) -> Result<consumer::pull::Ordered, ClusterError> {
         let stream = cluster
             .js
             .get_stream(&cluster.cfg.name)
@@ -129,28 +134,47 @@ impl Runner {
             })
             .await
             .map_err(js_error)?;
-        let mut messages = c.messages().await.map_err(js_error)?;
+        c.messages().await.map_err(js_error)
+    }
+
+    /// Applies one stored message (its stream sequence, headers, body).
+    pub fn apply(&mut self, m: &async_nats::jetstream::Message, out: &mut Vec<Emission>) -> Result<(), ClusterError> {
+        let seq = m.info().map_err(js_error)?.stream_sequence;
+        if seq <= self.applied {
+            return Ok(());
+        }
+        let params = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(PARAMS_HEADER))
+            .and_then(|v| serde_json::from_str::<Vec<(String, String)>>(v.as_str()).ok())
+            .map(StreamParams::from_pairs)
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&m.payload);
+        let mut events = Vec::new();
+        for line in body.lines() {
+            match parse_log_line(line, &mut self.strings) {
+                Ok(e) => events.push(e),
+                Err(_) => self.bad_lines += 1,
+            }
+        }
+        out.extend(self.core.apply(events, &Arc::new(params), Instant::now()));
+        self.applied = seq;
+        Ok(())
+    }
+
+    /// Applies every message stored after `applied` (until none comes for
+    /// `idle`), collecting what the core emits; returns how many.
+    pub async fn catch_up(
+        &mut self,
+        cluster: &Cluster,
+        idle: Duration,
+        out: &mut Vec<Emission>,
+    ) -> Result<usize, ClusterError> {
+        let mut messages = self.messages(cluster).await?;
         let mut n = 0;
         while let Ok(Some(m)) = tokio::time::timeout(idle, messages.next()).await {
-            let m = m.map_err(js_error)?;
-            let seq = m.info().map_err(js_error)?.stream_sequence;
-            let params = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(PARAMS_HEADER))
-                .and_then(|v| serde_json::from_str::<Vec<(String, String)>>(v.as_str()).ok())
-                .map(StreamParams::from_pairs)
-                .unwrap_or_default();
-            let body = String::from_utf8_lossy(&m.payload);
-            let mut events = Vec::new();
-            for line in body.lines() {
-                match parse_log_line(line, &mut self.strings) {
-                    Ok(e) => events.push(e),
-                    Err(_) => self.bad_lines += 1,
-                }
-            }
-            out.extend(self.core.apply(events, &Arc::new(params), Instant::now()));
-            self.applied = seq;
+            self.apply(&m.map_err(js_error)?, out)?;
             n += 1;
         }
         Ok(n)
@@ -166,20 +190,28 @@ impl Runner {
         out.extend(self.core.drain(now));
     }
 
-    /// Stores the core's state and the sequence it covers; returns the
+    /// Stores the core's state and the sequence it covers, with what is
+    /// not delivered yet and the acknowledgements' position; returns the
     /// object's size in bytes.
-    pub async fn checkpoint(&self, cluster: &Cluster) -> Result<usize, ClusterError> {
+    pub async fn checkpoint(
+        &self,
+        cluster: &Cluster,
+        acks_from: u64,
+        outbox: Vec<OutboxState>,
+    ) -> Result<usize, ClusterError> {
         let c = Checkpoint {
             partition: self.partition,
             sequence: self.applied,
+            acks_from,
             execs: self.core.export(Instant::now()).collect(),
+            outbox,
         };
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         serde_json::to_writer(&mut gz, &c).map_err(js_error)?;
         gz.flush().map_err(js_error)?;
         let bytes = gz.finish().map_err(js_error)?;
-        let store = checkpoints(cluster).await?;
-        store
+        cluster
+            .checkpoints
             .put(object_name(self.partition).as_str(), &mut &bytes[..])
             .await
             .map_err(js_error)?;

@@ -26,6 +26,19 @@ pub enum Signal {
 /// Ids acknowledged per (exporter index, signal), loaded at start.
 pub type Delivered = HashMap<(u8, Signal), HashSet<u64>>;
 
+/// Where acknowledgements are written: this ledger in single-process
+/// mode, a per-partition log on JetStream in cluster mode (`shard` is the
+/// emitting shard, or the partition).
+pub trait AckLog: Send + Sync + std::fmt::Debug {
+    fn acknowledge(&self, shard: usize, exporter: u8, signal: Signal, ids: &[u64]);
+}
+
+impl AckLog for Ledger {
+    fn acknowledge(&self, _shard: usize, exporter: u8, signal: Signal, ids: &[u64]) {
+        self.record(exporter, signal, ids);
+    }
+}
+
 #[derive(Debug)]
 pub struct Ledger {
     dir: PathBuf,

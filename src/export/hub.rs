@@ -16,22 +16,24 @@ use super::item::ExportItem;
 use super::receipt::{Outbox, Receipt};
 use super::Exporter;
 use crate::clock::Clock;
-use crate::durable::ledger::{Delivered, Ledger, Signal};
+use crate::durable::ledger::{AckLog, Delivered, Signal};
 use crate::stitch::output::Part;
 use crate::stitch::output::{Emission, LogRecord, StitchOut};
 use crate::stitch::span::Span;
 use crate::telemetry::names;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The hub's share of durability.
 pub struct HubDurability {
-    pub ledger: Arc<Ledger>,
+    pub ledger: Arc<dyn AckLog>,
     pub outbox: Arc<Outbox>,
-    /// Acknowledged before the last restart (since the snapshot).
-    pub delivered: Delivered,
+    /// Acknowledged before the last restart (since the snapshot); in
+    /// cluster mode, also what earlier owners of a partition this replica
+    /// took over acknowledged (added when it takes it).
+    pub delivered: Arc<RwLock<Delivered>>,
 }
 
 pub struct Hub {
@@ -68,11 +70,11 @@ impl Hub {
         all: &Arc<Vec<T>>,
         id: impl Fn(&T) -> u64,
     ) -> Arc<Vec<T>> {
-        let Some(done) = self
-            .durability
-            .as_ref()
-            .and_then(|d| d.delivered.get(&(i as u8, signal)))
-        else {
+        let Some(d) = self.durability.as_ref() else {
+            return all.clone();
+        };
+        let delivered = d.delivered.read().unwrap_or_else(|e| e.into_inner());
+        let Some(done) = delivered.get(&(i as u8, signal)) else {
             return all.clone();
         };
         if !all.iter().any(|x| done.contains(&id(x))) {
@@ -123,7 +125,7 @@ impl Hub {
         let entry = d.outbox.register(shard, spans, logs, plan.len());
         for (i, signal, item, ids) in plan {
             let r = Receipt::new(
-                i as u8,
+                (shard, i as u8),
                 signal,
                 ids,
                 d.ledger.clone(),
@@ -171,23 +173,28 @@ impl Hub {
         let now = self.clock.now_ms();
         // A span an exporter had before a restart brings no samples again:
         // distributions and DogStatsD counts add up, they would double.
-        let known = |owner: &u64| {
-            self.durability.as_ref().is_some_and(|d| {
-                d.delivered
-                    .iter()
-                    .any(|((_, sig), ids)| *sig == Signal::Spans && ids.contains(owner))
-            })
-        };
-        let owners = em
-            .metric_owners
-            .iter()
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        for (m, owner) in em.metrics.into_iter().zip(owners) {
-            if owner.is_some_and(known) {
-                continue;
+        {
+            let delivered = self
+                .durability
+                .as_ref()
+                .map(|d| d.delivered.read().unwrap_or_else(|e| e.into_inner()));
+            let known = |owner: &u64| {
+                delivered.as_ref().is_some_and(|d| {
+                    d.iter()
+                        .any(|((_, sig), ids)| *sig == Signal::Spans && ids.contains(owner))
+                })
+            };
+            let owners = em
+                .metric_owners
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None));
+            for (m, owner) in em.metrics.into_iter().zip(owners) {
+                if owner.is_some_and(known) {
+                    continue;
+                }
+                self.aggregator.add(m, now);
             }
-            self.aggregator.add(m, now);
         }
         self.dispatch(em.shard, Arc::new(em.spans), Arc::new(em.logs))
             .await;

@@ -4,7 +4,7 @@
 //! delivered at a crash or shutdown is sent after the restart, and the
 //! ledger keeps what was delivered from being sent twice.
 
-use crate::durable::ledger::{Ledger, Signal};
+use crate::durable::ledger::{AckLog, Signal};
 use crate::stitch::output::LogRecord;
 use crate::stitch::span::Span;
 use crate::telemetry::names;
@@ -74,6 +74,12 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Whether a shard has nothing left to deliver.
+    pub fn shard_is_empty(&self, shard: usize) -> bool {
+        let e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        !e.values().any(|x| x.shard == shard)
+    }
+
     /// What a shard emitted that is not delivered everywhere yet.
     pub fn of_shard(&self, shard: usize) -> crate::stitch::output::Outboxed {
         let e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,10 +100,11 @@ impl Outbox {
 /// a lane that gives up at shutdown marks it failed first, which keeps the
 /// emission in the outbox.
 pub struct Receipt {
+    shard: usize,
     exporter: u8,
     signal: Signal,
     ids: Vec<u64>,
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn AckLog>,
     outbox: Arc<Outbox>,
     entry: u64,
     failed: AtomicBool,
@@ -105,14 +112,15 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn new(
-        exporter: u8,
+        (shard, exporter): (usize, u8),
         signal: Signal,
         ids: Vec<u64>,
-        ledger: Arc<Ledger>,
+        ledger: Arc<dyn AckLog>,
         outbox: Arc<Outbox>,
         entry: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
+            shard,
             exporter,
             signal,
             ids,
@@ -134,7 +142,8 @@ impl Drop for Receipt {
         if self.failed.load(Ordering::Relaxed) {
             return;
         }
-        self.ledger.record(self.exporter, self.signal, &self.ids);
+        self.ledger
+            .acknowledge(self.shard, self.exporter, self.signal, &self.ids);
         self.outbox.done(self.entry);
     }
 }

@@ -31,6 +31,8 @@ pub enum FirehoseError {
     Recovering,
     #[error("cannot make the request durable, retry later: {0}")]
     NotDurable(#[from] crate::durable::wal::WalError),
+    #[error("cannot store the request in JetStream, retry later: {0}")]
+    NotStored(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -45,7 +47,7 @@ impl FirehoseError {
             MissingAccessKey | InvalidAccessKey => StatusCode::UNAUTHORIZED,
             UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Overloaded | QueueFull | ShuttingDown | Recovering | NotDurable(_) => {
+            Overloaded | QueueFull | ShuttingDown | Recovering | NotDurable(_) | NotStored(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +74,7 @@ impl FirehoseError {
             ShuttingDown => "shutting_down",
             Recovering => "recovering",
             NotDurable(_) => "not_durable",
+            NotStored(_) => "not_stored",
             Internal(_) => "internal",
         }
     }

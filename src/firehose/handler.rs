@@ -5,6 +5,10 @@
 //! answer on a blocking thread (`decode::body::precheck`), then room in the
 //! decode queue, then the write-ahead log. 200 is sent once the request is
 //! durable and queued; its records are decoded after the answer.
+//!
+//! In cluster mode the records are decoded before the answer instead, and
+//! the events published to JetStream by partition (`cluster::publish`):
+//! 200 once every message is acknowledged, 503 when one is not.
 
 use super::attributes;
 use super::auth::{AccessKeys, AuthOutcome};
@@ -29,7 +33,6 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Everything the handler needs, shared by all requests.
-#[derive(Debug)]
 pub struct IngestState {
     pub keys: Arc<AccessKeys>,
     pub limits: BodyLimits,
@@ -39,8 +42,23 @@ pub struct IngestState {
     pub decode_queue: DecodeQueue,
     pub lifecycle: Arc<Lifecycle>,
     pub clock: Arc<dyn Clock>,
-    /// The write-ahead log; `None` only in tests of the protocol alone.
+    /// The write-ahead log; `None` only in tests of the protocol alone
+    /// and in cluster mode.
     pub wal: Option<crate::durable::wal::Wal>,
+    /// Cluster mode: requests go to JetStream instead of the log.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// For backfill requests in cluster mode (`pipeline::backfill`).
+    pub store: Option<Arc<dyn crate::store::Store>>,
+}
+
+impl std::fmt::Debug for IngestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestState")
+            .field("limits", &self.limits)
+            .field("cluster", &self.cluster)
+            .field("store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +179,9 @@ async fn handle(
         tracing::info!(records, events = 0, "Firehose request accepted");
         return Ok(());
     }
+    if let Some(cluster) = &st.cluster {
+        return publish(st, cluster, request_id, attributes, checked).await;
+    }
     // Room first: a refused request leaves nothing in the log.
     let admission = st
         .decode_queue
@@ -210,6 +231,74 @@ async fn handle(
     });
     tracing::info!(records, "Firehose request accepted");
     Ok(())
+}
+
+/// Cluster mode: every record decoded (on a blocking thread), the events
+/// published by partition, all acknowledged before the 200.
+async fn publish(
+    st: &IngestState,
+    cluster: &crate::cluster::Cluster,
+    request_id: &str,
+    attributes: StreamParams,
+    checked: body::Prechecked,
+) -> Result<(), FirehoseError> {
+    let store = st.store.clone();
+    let backfill = crate::pipeline::backfill::is_backfill(&attributes);
+    let (events, stats) = tokio::task::spawn_blocking(move || {
+        let mut checked = checked;
+        let mut events = checked.decoder.take_events();
+        if checked.next_record < checked.records {
+            let _ = body::decode_rest(
+                &checked.plain,
+                checked.next_record,
+                &mut checked.decoder,
+                usize::MAX,
+                |mut e| events.append(&mut e),
+            );
+        }
+        if backfill {
+            if let Some(store) = &store {
+                crate::pipeline::backfill::drop_stored(&mut events, store.as_ref());
+            }
+        }
+        (events, checked.decoder.stats().clone())
+    })
+    .await
+    .map_err(|e| FirehoseError::Internal(format!("decoder task failed: {e}")))?;
+    crate::decode::stats::publish(&stats);
+    metrics::counter!(names::REQUESTS_DECODED).increment(1);
+    if let Some((index, reason, message)) = &stats.first_failure {
+        tracing::warn!(
+            skipped = stats.total_failures(),
+            first_record = index,
+            first_reason = reason.label(),
+            first_error = %message,
+            "skipped undecodable records or log messages"
+        );
+    }
+    let started = std::time::Instant::now();
+    match cluster.publish(request_id, &attributes, &events).await {
+        Ok(p) => {
+            metrics::histogram!(names::CLUSTER_PUBLISH_DURATION)
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(names::CLUSTER_PUBLISHED, "outcome" => "stored")
+                .increment((p.messages - p.duplicates) as u64);
+            metrics::counter!(names::CLUSTER_PUBLISHED, "outcome" => "duplicate")
+                .increment(p.duplicates as u64);
+            tracing::info!(
+                records = stats.records,
+                events = events.len(),
+                messages = p.messages,
+                duplicates = p.duplicates,
+                "Firehose request accepted"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!(names::CLUSTER_PUBLISHED, "outcome" => "error").increment(1);
+            Err(FirehoseError::NotStored(e.to_string()))
+        }
+    }
 }
 
 fn parse_attributes(headers: &HeaderMap) -> StreamParams {

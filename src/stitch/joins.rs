@@ -29,6 +29,9 @@ struct Inner {
     by_key: HashMap<String, TraceContext>,
     order: VecDeque<String>,
     cap: usize,
+    /// Registrations made here since the last `take_shared`, when they are
+    /// shared with other processes (cluster mode); at most `cap`.
+    journal: Option<VecDeque<(String, TraceContext)>>,
 }
 
 impl JoinRegistry {
@@ -41,8 +44,43 @@ impl JoinRegistry {
         }
     }
 
-    pub fn register(&self, key: String, ctx: TraceContext) {
+    /// A registry whose own registrations are also kept for `take_shared`
+    /// (cluster mode: a parent and its child may live on two replicas).
+    pub fn shared(cap: usize) -> Self {
+        let r = Self::new(cap);
+        r.inner.lock().unwrap_or_else(|e| e.into_inner()).journal = Some(VecDeque::new());
+        r
+    }
+
+    /// The registrations made here since the last call.
+    pub fn take_shared(&self) -> Vec<(String, TraceContext)> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.journal
+            .as_mut()
+            .map(|j| j.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// A registration made elsewhere (not shared again).
+    pub fn insert_shared(&self, key: String, ctx: TraceContext) {
+        self.insert(key, ctx, false);
+    }
+
+    pub fn register(&self, key: String, ctx: TraceContext) {
+        self.insert(key, ctx, true);
+    }
+
+    fn insert(&self, key: String, ctx: TraceContext, own: bool) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = g.cap;
+        if own && g.by_key.get(&key) != Some(&ctx) {
+            if let Some(j) = g.journal.as_mut() {
+                j.push_back((key.clone(), ctx.clone()));
+                if j.len() > cap {
+                    j.pop_front();
+                }
+            }
+        }
         if g.by_key.insert(key.clone(), ctx).is_none() {
             g.order.push_back(key);
             while g.order.len() > g.cap {

@@ -21,6 +21,14 @@ pub fn prometheus() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(names::CLUSTER_PUBLISH_DURATION.into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0,
+                    ],
+                )
+                .expect("static bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed (embedding); then
@@ -138,6 +146,27 @@ fn describe() {
         BACKFILL_SKIPPED_EVENTS,
         "Backfill events dropped: their execution was stored already"
     );
+    describe_gauge!(CLUSTER_MODE, "1 in cluster mode (NATS JetStream)");
+    describe_gauge!(CLUSTER_OWNED_PARTITIONS, "Partitions this replica owns");
+    describe_counter!(CLUSTER_LEASE_CHANGES, "Partition lease changes, by kind");
+    describe_histogram!(
+        CLUSTER_PUBLISH_DURATION,
+        Unit::Seconds,
+        "A Firehose request's events published to JetStream, until every PubAck"
+    );
+    describe_counter!(CLUSTER_PUBLISHED, "Messages published to JetStream, by outcome");
+    describe_gauge!(
+        CLUSTER_PARTITION_LAG,
+        "Messages stored for an owned partition and not applied yet"
+    );
+    describe_counter!(CLUSTER_APPLIED, "Messages applied by this replica's partition owners");
+    describe_counter!(CLUSTER_CHECKPOINTS, "Partition checkpoints, by outcome");
+    describe_counter!(
+        CLUSTER_ACKS_LOADED,
+        "Acknowledgements of earlier owners loaded when taking a partition"
+    );
+    describe_counter!(CLUSTER_ACKS_WRITTEN, "Acknowledgement records written to JetStream");
+    describe_counter!(CLUSTER_JOIN_HINTS, "Join hints shared across replicas, by direction");
 }
 
 /// Log output format.

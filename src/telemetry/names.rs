@@ -137,3 +137,30 @@ pub const AWS_ACTIONS: &str = "stepstitch_aws_actions_total";
 /// Counter: events of backfill requests dropped because their execution
 /// is already in the store (a re-run, or live delivery came first).
 pub const BACKFILL_SKIPPED_EVENTS: &str = "stepstitch_backfill_skipped_events_total";
+/// Gauge: 1 in cluster mode.
+pub const CLUSTER_MODE: &str = "stepstitch_cluster_mode";
+/// Gauge: partitions this replica owns.
+pub const CLUSTER_OWNED_PARTITIONS: &str = "stepstitch_cluster_owned_partitions";
+/// Counter `{change}`: lease changes (`acquired`, `released`, `lost`).
+pub const CLUSTER_LEASE_CHANGES: &str = "stepstitch_cluster_lease_changes_total";
+/// Histogram (seconds): a Firehose request's events published to
+/// JetStream, first send to last acknowledgement.
+pub const CLUSTER_PUBLISH_DURATION: &str = "stepstitch_cluster_publish_duration_seconds";
+/// Counter `{outcome}`: messages published (`stored`, `duplicate`, `error`).
+pub const CLUSTER_PUBLISHED: &str = "stepstitch_cluster_published_messages_total";
+/// Gauge `{partition}`: messages stored for an owned partition and not
+/// applied yet (the owner's lag; while it replays, its replay left).
+pub const CLUSTER_PARTITION_LAG: &str = "stepstitch_cluster_partition_lag_messages";
+/// Counter: messages applied by this replica's partition owners.
+pub const CLUSTER_APPLIED: &str = "stepstitch_cluster_applied_messages_total";
+/// Counter `{outcome}`: partition checkpoints (`ok`, `error`).
+pub const CLUSTER_CHECKPOINTS: &str = "stepstitch_cluster_checkpoints_total";
+/// Counter: acknowledgements loaded from earlier owners when taking a
+/// partition (their items are not sent again).
+pub const CLUSTER_ACKS_LOADED: &str = "stepstitch_cluster_acks_loaded_total";
+/// Counter `{outcome}`: acknowledgement records written to JetStream
+/// (`ok`, `retried`).
+pub const CLUSTER_ACKS_WRITTEN: &str = "stepstitch_cluster_acks_written_total";
+/// Counter: join hints shared with or received from other replicas
+/// (`direction`: `sent`, `received`).
+pub const CLUSTER_JOIN_HINTS: &str = "stepstitch_cluster_join_hints_total";

@@ -43,6 +43,7 @@ impl Nats {
     /// Starts a server storing JetStream data under `dir`.
     pub fn start(dir: &Path) -> Option<Nats> {
         let bin = binary()?;
+        std::fs::create_dir_all(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

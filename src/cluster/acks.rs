@@ -1,0 +1,258 @@
+//! The export ledger of cluster mode: what each partition's exporters
+//! delivered since the partition's last checkpoint, as records on the
+//! acknowledgements stream (subject per partition). A replica taking a
+//! partition reads the records after the checkpoint's position and does
+//! not send those items again: a dead owner's deliveries are not repeated.
+//!
+//! Receipts acknowledge synchronously (`AckLog`), so records are queued in
+//! memory and a task publishes them, waiting for each PubAck; `flush`
+//! waits until everything queued is stored (a clean hand-over). The queue
+//! is bounded by the receipts in flight, which the exporters' buffers
+//! bound. A record lost to a crash before it was stored means its items
+//! are sent once more by the next owner (at least once, as with the
+//! single-process ledger's unsynced writes).
+
+use super::nats::{js_error, Cluster, ClusterError};
+use crate::durable::ledger::{AckLog, Delivered, Signal};
+use crate::telemetry::names;
+use async_nats::jetstream::consumer;
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Record: `exporter u8 | signal u8 | ids u64[]` (little endian).
+pub fn encode(exporter: u8, signal: Signal, ids: &[u64]) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(2 + ids.len() * 8);
+    rec.push(exporter);
+    rec.push(signal as u8);
+    for id in ids {
+        rec.extend_from_slice(&id.to_le_bytes());
+    }
+    rec
+}
+
+/// Adds a record to `into`; false when it is not one.
+pub fn decode(rec: &[u8], into: &mut Delivered) -> bool {
+    if rec.len() < 2 || (rec.len() - 2) % 8 != 0 {
+        return false;
+    }
+    let signal = match rec[1] {
+        0 => Signal::Spans,
+        1 => Signal::Logs,
+        _ => return false,
+    };
+    let set = into.entry((rec[0], signal)).or_default();
+    for c in rec[2..].chunks_exact(8) {
+        set.insert(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+    }
+    true
+}
+
+#[derive(Debug)]
+pub struct AckStream {
+    queue: Mutex<Vec<(u32, Vec<u8>)>>,
+    wake: Notify,
+    queued: AtomicU64,
+    /// How many queued records are stored.
+    stored: watch::Sender<u64>,
+}
+
+impl AckLog for AckStream {
+    fn acknowledge(&self, shard: usize, exporter: u8, signal: Signal, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let rec = encode(exporter, signal, ids);
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((shard as u32, rec));
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+impl AckStream {
+    pub fn new() -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            queued: AtomicU64::new(0),
+            stored: watch::channel(0).0,
+        }
+    }
+
+    /// Publishes queued records until `stop`; what is queued then is
+    /// published before it returns (bounded by `stop_within`).
+    pub async fn run(
+        &self,
+        cluster: &Cluster,
+        stop: tokio_util::sync::CancellationToken,
+        stop_within: Duration,
+    ) {
+        let mut stopping: Option<tokio::time::Instant> = None;
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut *q)
+            };
+            if batch.is_empty() {
+                if stopping.is_some() {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = stop.cancelled() => stopping = Some(tokio::time::Instant::now() + stop_within),
+                }
+                continue;
+            }
+            let n = batch.len() as u64;
+            match publish(cluster, &batch).await {
+                Ok(()) => {
+                    metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "ok").increment(n);
+                    self.stored.send_modify(|s| *s += n);
+                }
+                Err(e) => {
+                    metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "retried")
+                        .increment(n);
+                    tracing::warn!(error = %e, records = n, "cannot store export acknowledgements; retrying");
+                    // Back in front, in order: retried after a pause.
+                    {
+                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        let later = std::mem::replace(&mut *q, batch);
+                        q.extend(later);
+                    }
+                    if stopping.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        tracing::error!("export acknowledgements not stored before stopping; their items may be sent again by the next owner");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits until every record queued before the call is stored.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let target = self.queued.load(Ordering::SeqCst);
+        let mut rx = self.stored.subscribe();
+        let done = tokio::time::timeout(within, rx.wait_for(|s| *s >= target))
+            .await
+            .is_ok();
+        done
+    }
+}
+
+impl Default for AckStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn publish(cluster: &Cluster, batch: &[(u32, Vec<u8>)]) -> Result<(), ClusterError> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for (p, rec) in batch {
+        pending.push(
+            cluster
+                .js
+                .publish(cluster.cfg.acks_subject(*p), rec.clone().into())
+                .await
+                .map_err(js_error)?,
+        );
+    }
+    for a in pending {
+        a.await.map_err(js_error)?;
+    }
+    Ok(())
+}
+
+impl Cluster {
+    /// The acknowledgements stream's last sequence (a checkpoint covers
+    /// the records up to it).
+    pub async fn acks_position(&self) -> Result<u64, ClusterError> {
+        let mut s = self
+            .js
+            .get_stream(self.cfg.acks_stream())
+            .await
+            .map_err(js_error)?;
+        Ok(s.info().await.map_err(js_error)?.state.last_sequence)
+    }
+
+    /// The acknowledgements of `partition` stored after `position`.
+    pub async fn acks_after(
+        &self,
+        partition: u32,
+        position: u64,
+    ) -> Result<(Delivered, usize), ClusterError> {
+        let stream = self
+            .js
+            .get_stream(self.cfg.acks_stream())
+            .await
+            .map_err(js_error)?;
+        let mut c = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.cfg.acks_subject(partition),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: position + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(js_error)?;
+        let mut left = c.info().await.map_err(js_error)?.num_pending;
+        let mut out = Delivered::new();
+        let mut records = 0;
+        if left == 0 {
+            return Ok((out, 0));
+        }
+        let mut messages = c.messages().await.map_err(js_error)?;
+        while left > 0 {
+            let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .map_err(|_| js_error("timed out reading acknowledgements"))?
+                .ok_or_else(|| js_error("acknowledgements ended early"))?
+                .map_err(js_error)?;
+            left = m.info().map_err(js_error)?.pending;
+            if decode(&m.payload, &mut out) {
+                records += 1;
+            }
+        }
+        Ok((out, records))
+    }
+
+    /// Drops a partition's acknowledgements up to `position` (a checkpoint
+    /// taken after them covers them).
+    pub async fn purge_acks(&self, partition: u32, position: u64) -> Result<(), ClusterError> {
+        let stream = self
+            .js
+            .get_stream(self.cfg.acks_stream())
+            .await
+            .map_err(js_error)?;
+        stream
+            .purge()
+            .filter(self.cfg.acks_subject(partition))
+            .sequence(position + 1)
+            .await
+            .map_err(js_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_and_garbage_is_refused() {
+        let mut d = Delivered::new();
+        assert!(decode(&encode(2, Signal::Logs, &[7, u64::MAX]), &mut d));
+        assert!(decode(&encode(0, Signal::Spans, &[1]), &mut d));
+        assert_eq!(d[&(2, Signal::Logs)].len(), 2);
+        assert!(d[&(2, Signal::Logs)].contains(&u64::MAX));
+        assert!(!decode(&[0, 9], &mut d));
+        assert!(!decode(&[0, 0, 1, 2, 3], &mut d));
+        assert!(!decode(&[], &mut d));
+    }
+}

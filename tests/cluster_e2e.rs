@@ -1,0 +1,420 @@
+//! Cluster mode end to end: real `stepstitch serve` processes as replicas
+//! of one cluster on a real `nats-server` with JetStream (file storage),
+//! Firehose requests over loopback. Each replica exports to its own jsonl
+//! file; the union is compared with what one single-process server makes
+//! of the same requests, and every span must appear exactly once.
+
+mod common;
+
+use common::fixtures::Fixture;
+use common::firehose::{body, cwl_record};
+use common::nats::Nats;
+use common::Server;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: &str = "8";
+
+/// A tiny deterministic generator (xorshift): shuffles and choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn replica(nats: &str, node: &str, out: &Path, data: &Path) -> Server {
+    let export = format!("jsonl:{}", out.display());
+    let data = data.display().to_string();
+    Server::start(&[
+        "--export",
+        &export,
+        "--data-dir",
+        &data,
+        "--finalize-grace",
+        "3s",
+        "--cluster-nats-url",
+        nats,
+        "--node-id",
+        node,
+        "--cluster-partitions",
+        PARTITIONS,
+        "--cluster-lease-ttl",
+        "2s",
+        "--cluster-checkpoint-interval",
+        "500ms",
+    ])
+}
+
+fn single(out: &Path) -> Server {
+    let export = format!("jsonl:{}", out.display());
+    Server::start(&["--export", &export, "--finalize-grace", "3s"])
+}
+
+/// Span lines written so far (duplicates kept).
+fn exported(path: &Path) -> Vec<(u64, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("span").cloned())
+        .map(|s| (s["span_id"].as_u64().unwrap(), s.to_string()))
+        .collect()
+}
+
+fn exported_all(paths: &[PathBuf]) -> Vec<(u64, String)> {
+    paths.iter().flat_map(|p| exported(p)).collect()
+}
+
+/// Every fixture logged at level ALL, and a copy of each under another
+/// execution name: `(state machine, lines)` per execution.
+fn executions() -> Vec<(String, Vec<String>)> {
+    let fs: Vec<Fixture> = common::fixtures::all()
+        .into_iter()
+        .filter(|f| f.meta["logging"]["level"] == "ALL" && !f.lines.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for f in &fs {
+        out.push((f.state_machine().to_owned(), f.lines.clone()));
+        let copy: Vec<String> = f.copies(1).into_iter().map(|(_, l)| l).collect();
+        out.push((f.state_machine().to_owned(), copy));
+    }
+    out
+}
+
+/// Requests: executions shuffled, each whole or split in two (the halves
+/// in this or the next request: within the finalize grace of each other),
+/// some sent again under a new request id (the same events twice).
+fn requests(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
+    let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    let mut execs = executions();
+    rng.shuffle(&mut execs);
+    for (sm, lines) in execs {
+        if lines.len() > 3 && rng.below(3) == 0 {
+            let cut = 1 + rng.below(lines.len() - 1);
+            parts.push((sm.clone(), lines[..cut].to_vec()));
+            parts.push((sm, lines[cut..].to_vec()));
+        } else {
+            parts.push((sm, lines));
+        }
+    }
+    // Several executions per request, as Firehose batches them.
+    let mut out = Vec::new();
+    for (i, chunk) in parts.chunks(4).enumerate() {
+        let records: Vec<String> = chunk.iter().map(|(sm, l)| cwl_record(l, sm)).collect();
+        let id = format!("req-{i}");
+        let b = body(&id, &records);
+        if rng.below(10) == 0 {
+            let again = format!("req-{i}-again");
+            out.push((again.clone(), body(&again, &records)));
+        }
+        out.push((id, b));
+    }
+    out
+}
+
+async fn post(client: &reqwest::Client, url: &str, id: &str, b: &[u8]) -> bool {
+    let r = client
+        .post(url)
+        .header("X-Amz-Firehose-Request-Id", id)
+        .header("Content-Type", "application/json")
+        .body(b.to_vec())
+        .send()
+        .await;
+    matches!(&r, Ok(a) if a.status() == 200)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Waits until `paths` hold `n` distinct spans (or the time is up), then
+/// a little longer so a late duplicate would show.
+async fn wait_spans(paths: &[PathBuf], n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ids: HashSet<u64> = exported_all(paths).into_iter().map(|(id, _)| id).collect();
+        if ids.len() >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn assert_exactly_once(got: &[(u64, String)], want: &BTreeMap<u64, String>) {
+    let mut seen = HashSet::new();
+    for (id, text) in got {
+        assert!(seen.insert(*id), "span {id} exported twice");
+        assert_eq!(want.get(id), Some(text), "span {id} differs or is unexpected");
+    }
+    let missing: Vec<&u64> = want.keys().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} spans never exported, e.g. {:?}",
+        missing.len(),
+        want.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// What one single-process server makes of the requests.
+async fn single_process(reqs: &[(String, Vec<u8>)], dir: &Path) -> BTreeMap<u64, String> {
+    let out = dir.join("single.jsonl");
+    let s = single(&out);
+    let c = client();
+    let url = s.url("/firehose");
+    for (id, b) in reqs {
+        assert!(post(&c, &url, id, b).await, "single process refused {id}");
+    }
+    s.sigterm();
+    let mut s = s;
+    assert!(s.wait_exit(Duration::from_secs(60)).success());
+    let got = exported(&out);
+    let want: BTreeMap<u64, String> = got.iter().cloned().collect();
+    assert_eq!(want.len(), got.len(), "the single process exported a span twice");
+    assert!(want.len() > 1000, "only {} spans", want.len());
+    want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_export_every_span_once_as_one_process_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let reqs = requests(&mut rng);
+    let want = single_process(&reqs, dir.path()).await;
+
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let replicas: Vec<Server> = (0..3)
+        .map(|i| {
+            replica(
+                &nats.url,
+                &format!("r{i}"),
+                &outs[i],
+                &dir.path().join(format!("d{i}")),
+            )
+        })
+        .collect();
+    let c = client();
+    // Each request to a random replica; a tenth again to another one (a
+    // Firehose retry: the same request id).
+    for (id, b) in &reqs {
+        let r = rng.below(3);
+        let url = replicas[r].url("/firehose");
+        while !post(&c, &url, id, b).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if rng.below(10) == 0 {
+            let url = replicas[(r + 1) % 3].url("/firehose");
+            assert!(post(&c, &url, id, b).await);
+        }
+    }
+    wait_spans(&outs, want.len(), 60).await;
+    assert_exactly_once(&exported_all(&outs), &want);
+    // Each replica stitched its own share.
+    for o in &outs {
+        assert!(!exported(o).is_empty(), "{} exported nothing", o.display());
+    }
+    let dup: f64 = {
+        let mut n = 0.0;
+        for r in &replicas {
+            n += r
+                .metric("stepstitch_cluster_published_messages_total{outcome=\"duplicate\"}")
+                .await;
+        }
+        n
+    };
+    assert!(dup > 0.0, "no retried request was recognised by JetStream");
+    let owned: f64 = {
+        let mut n = 0.0;
+        for r in &replicas {
+            n += r.metric("stepstitch_cluster_owned_partitions").await;
+        }
+        n
+    };
+    assert_eq!(owned, 8.0);
+}
+
+/// Senders that act like Firehose: each request retried (on any replica
+/// that answers) until a 200.
+fn senders(
+    reqs: Arc<Vec<(String, Vec<u8>)>>,
+    urls: Arc<Mutex<Vec<String>>>,
+    next: Arc<AtomicUsize>,
+    pace: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..3)
+        .map(|w| {
+            let (reqs, urls, next) = (reqs.clone(), urls.clone(), next.clone());
+            tokio::spawn(async move {
+                let c = client();
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 + w);
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((id, b)) = reqs.get(i) else { return };
+                    loop {
+                        let u = {
+                            let urls = urls.lock().unwrap();
+                            urls[rng.below(urls.len())].clone()
+                        };
+                        if post(&c, &u, id, b).await {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    tokio::time::sleep(pace).await;
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let reqs = Arc::new(requests(&mut rng));
+    let want = single_process(&reqs, dir.path()).await;
+    let mut outs = Vec::new();
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let out = dir.path().join(format!("r{i}-0.jsonl"));
+        replicas.push(replica(&nats.url, &format!("r{i}"), &out, &dir.path().join(format!("d{i}"))));
+        outs.push(out);
+    }
+    let urls = Arc::new(Mutex::new(
+        replicas.iter().map(|r| r.url("/firehose")).collect::<Vec<_>>(),
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers = senders(reqs.clone(), urls.clone(), next.clone(), Duration::from_millis(20));
+    // Kill a random replica at random moments while traffic flows, and
+    // start it again (a new output file: what the dead one wrote stays).
+    let mut kills = 0;
+    while next.load(Ordering::SeqCst) < reqs.len() && kills < 6 {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(900) as u64)).await;
+        let r = rng.below(3);
+        replicas[r].kill9();
+        let out = dir.path().join(format!("r{r}-{}.jsonl", kills + 1));
+        replicas[r] = replica(&nats.url, &format!("r{r}"), &out, &dir.path().join(format!("d{r}")));
+        outs.push(out);
+        urls.lock().unwrap()[r] = replicas[r].url("/firehose");
+        kills += 1;
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(kills >= 3, "only {kills} kills happened during the traffic");
+    wait_spans(&outs, want.len(), 90).await;
+    assert_exactly_once(&exported_all(&outs), &want);
+    println!("{kills} kills, {} spans, each once", want.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_under_load_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let mut rng = Rng(0x0ddb_a11c_afe5_eed5);
+    let reqs = Arc::new(requests(&mut rng));
+    let want = single_process(&reqs, dir.path()).await;
+    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let replicas: Vec<Server> = (0..2)
+        .map(|i| replica(&nats.url, &format!("r{i}"), &outs[i], &dir.path().join(format!("d{i}"))))
+        .collect();
+    let urls = Arc::new(Mutex::new(
+        replicas.iter().map(|r| r.url("/firehose")).collect::<Vec<_>>(),
+    ));
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers = senders(reqs.clone(), urls, next.clone(), Duration::from_millis(20));
+    // Down for a second twice while requests flow: they get 503s and are
+    // retried; nothing acknowledged before is lost (file storage).
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(next.load(Ordering::SeqCst) < reqs.len(), "traffic ended before the restart");
+        nats.stop();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        nats.restart();
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    wait_spans(&outs, want.len(), 90).await;
+    assert_exactly_once(&exported_all(&outs), &want);
+    let refused: f64 = {
+        let mut n = 0.0;
+        for r in &replicas {
+            n += r
+                .metric("stepstitch_firehose_rejections_total{reason=\"not_stored\"}")
+                .await;
+        }
+        n
+    };
+    println!("{refused} requests refused while NATS was down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_replica_takes_its_share_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let mut rng = Rng(0xfeed_beef_1234_4321);
+    let reqs = Arc::new(requests(&mut rng));
+    let want = single_process(&reqs, dir.path()).await;
+    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let first = replica(&nats.url, "r0", &outs[0], &dir.path().join("d0"));
+    let urls = Arc::new(Mutex::new(vec![first.url("/firehose")]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers = senders(reqs.clone(), urls.clone(), next.clone(), Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(first.metric("stepstitch_cluster_owned_partitions").await, 8.0);
+    let second = replica(&nats.url, "r1", &outs[1], &dir.path().join("d1"));
+    urls.lock().unwrap().push(second.url("/firehose"));
+    for w in workers {
+        w.await.unwrap();
+    }
+    wait_spans(&outs, want.len(), 60).await;
+    assert_exactly_once(&exported_all(&outs), &want);
+    let (a, b) = (
+        first.metric("stepstitch_cluster_owned_partitions").await,
+        second.metric("stepstitch_cluster_owned_partitions").await,
+    );
+    assert_eq!(a + b, 8.0);
+    assert!(b > 0.0, "the joining replica took nothing");
+    assert!(!exported(&outs[1]).is_empty(), "the joining replica exported nothing");
+    assert!(
+        first
+            .metric("stepstitch_cluster_lease_changes_total{change=\"released\"}")
+            .await
+            > 0.0
+    );
+}
