@@ -20,7 +20,7 @@ def check(path):
     by = {}
     for d in docs:
         by.setdefault(d["kind"], []).append(d)
-    (sts,) = by["StatefulSet"]
+    (sts,) = [w for w in by.get("StatefulSet", []) + by.get("Deployment", []) if w["metadata"]["name"] == "stepstitch"]
     (cm,) = [c for c in by["ConfigMap"] if c["metadata"]["name"] == "stepstitch"]
     pod = sts["spec"]["template"]
     labels = pod["metadata"]["labels"]
@@ -28,16 +28,42 @@ def check(path):
     env = {e["name"]: e for e in c.get("env", [])}
     conf = dict(cm["data"])
     conf.update({k: e["value"] for k, e in env.items() if "value" in e})
+    cluster = "STEPSTITCH_CLUSTER_NATS_URL" in conf
 
-    def selects(sel):
-        return sel and all(labels.get(k) == v for k, v in sel.items())
+    def selects(sel, pod_labels=None):
+        pod_labels = labels if pod_labels is None else pod_labels
+        return sel and all(pod_labels.get(k) == v for k, v in sel.items())
 
-    assert sts["spec"]["replicas"] == 1, "one replica per stream (docs/deploy.md)"
-    assert selects(sts["spec"]["selector"]["matchLabels"]), "StatefulSet selector"
-    for svc in by["Service"]:
-        assert selects(svc["spec"]["selector"]), f"Service {svc['metadata']['name']} selects the pod"
-    for pdb in by["PodDisruptionBudget"]:
-        assert selects(pdb["spec"]["selector"]["matchLabels"]), "PDB selects the pod"
+    if cluster:
+        # docs/cluster.md: a Deployment of several replicas on a 3-node NATS.
+        assert sts["kind"] == "Deployment" and sts["spec"]["replicas"] >= 2
+        assert "STEPSTITCH_NODE_ID" in env and env["STEPSTITCH_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert "secretKeyRef" in env["STEPSTITCH_STORE"]["valueFrom"], "one shared store (PostgreSQL) from the Secret"
+        (nats,) = [w for w in by["StatefulSet"] if w["metadata"]["name"] == "nats"]
+        n = nats["spec"]["replicas"]
+        assert n == 3 and int(conf["STEPSTITCH_CLUSTER_REPLICAS"]) <= n, "stream copies fit the NATS servers"
+        assert nats["spec"]["volumeClaimTemplates"], "JetStream on persistent volumes"
+        nlabels = nats["spec"]["template"]["metadata"]["labels"]
+        assert not selects(sts["spec"]["selector"]["matchLabels"], nlabels), "stepstitch does not select NATS pods"
+        urls = conf["STEPSTITCH_CLUSTER_NATS_URL"].split(",")
+        assert len(urls) == n and all(u.startswith("nats://nats-") for u in urls)
+        (hpa,) = by["HorizontalPodAutoscaler"]
+        assert hpa["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"] and hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        assert hpa["spec"]["maxReplicas"] <= int(conf["STEPSTITCH_CLUSTER_PARTITIONS"]), "a replica past the partition count owns nothing"
+        assert "StatefulSet" not in [w["kind"] for w in by["StatefulSet"] if w["metadata"]["name"] == "stepstitch"]
+        pods = {"stepstitch": labels, "nats": nlabels}
+        for svc in by["Service"]:
+            assert any(selects(svc["spec"]["selector"], l) for l in pods.values()), f"Service {svc['metadata']['name']} selects pods"
+        for pdb in by["PodDisruptionBudget"]:
+            assert any(selects(pdb["spec"]["selector"]["matchLabels"], l) for l in pods.values()), "PDB selects pods"
+    else:
+        assert sts["kind"] == "StatefulSet" and sts["spec"]["replicas"] == 1, "one replica per stream (docs/deploy.md)"
+        assert selects(sts["spec"]["selector"]["matchLabels"]), "StatefulSet selector"
+        for svc in by["Service"]:
+            assert selects(svc["spec"]["selector"]), f"Service {svc['metadata']['name']} selects the pod"
+        for pdb in by["PodDisruptionBudget"]:
+            assert selects(pdb["spec"]["selector"]["matchLabels"]), "PDB selects the pod"
+
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert conf["STEPSTITCH_LISTEN"].endswith(f":{ports['ingest']}")
     assert conf["STEPSTITCH_ADMIN_LISTEN"] == f"0.0.0.0:{ports['admin']}", "probes reach admin"
@@ -46,8 +72,12 @@ def check(path):
     ann = pod["metadata"]["annotations"]
     assert ann["prometheus.io/port"] == str(ports["admin"]) and ann["prometheus.io/path"] == "/metrics"
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    claims = [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]]
-    assert mounts[claims[0]] == conf["STEPSTITCH_DATA_DIR"], "the data dir is the claimed volume"
+    if cluster:
+        vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert mounts["data"] == conf["STEPSTITCH_DATA_DIR"] and "emptyDir" in vols["data"], "no local state in cluster mode"
+    else:
+        claims = [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]]
+        assert mounts[claims[0]] == conf["STEPSTITCH_DATA_DIR"], "the data dir is the claimed volume"
     grace = pod["spec"]["terminationGracePeriodSeconds"]
     assert grace > dur_s(conf["STEPSTITCH_SHUTDOWN_TIMEOUT"]) + 5, "grace outlasts the drain and snapshot"
     sc, psc = c["securityContext"], pod["spec"]["securityContext"]

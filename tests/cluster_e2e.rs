@@ -258,6 +258,10 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
         n
     };
     assert_eq!(owned, 8.0);
+    for r in &replicas {
+        let ready = c.get(r.admin_url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+    }
 }
 
 /// Senders that act like Firehose: each request retried (on any replica
@@ -369,6 +373,31 @@ async fn nats_restart_under_load_loses_nothing() {
     }
     wait_spans(&outs, want.len(), 90).await;
     assert_exactly_once(&exported_all(&outs), &want);
+    // NATS down for longer than JetStream's acknowledgement timeout: a 503
+    // in the contract's shape, and nothing of the request is lost once
+    // Firehose retries it.
+    nats.stop();
+    let extra = common::fixtures::all()
+        .into_iter()
+        .find(|f| f.meta["logging"]["level"] == "ALL" && f.lines.len() > 3)
+        .unwrap();
+    let lines: Vec<String> = extra.copies(1).into_iter().map(|(_, l)| l).collect();
+    let b = body("late", &[cwl_record(&lines, extra.state_machine())]);
+    let answer = common::firehose::Post::new(&replicas[0], "late").send(b.clone()).await;
+    assert_eq!(answer.status, 503);
+    answer.assert_contract("late");
+    assert!(answer.json["errorMessage"].as_str().unwrap().contains("JetStream"), "{:?}", answer.json);
+    nats.restart();
+    let c = client();
+    while !post(&c, &replicas[1].url("/firehose"), "late", &b).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let copy = extra.execution_arn().to_owned() + "-copy0";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exported_all(&outs).iter().any(|(_, s)| s.contains(&copy)) {
+        assert!(Instant::now() < deadline, "the retried request was never exported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let refused: f64 = {
         let mut n = 0.0;
         for r in &replicas {
@@ -378,6 +407,7 @@ async fn nats_restart_under_load_loses_nothing() {
         }
         n
     };
+    assert!(refused >= 1.0);
     println!("{refused} requests refused while NATS was down");
 }
 
@@ -415,6 +445,113 @@ async fn a_joining_replica_takes_its_share_without_gaps_or_duplicates() {
         first
             .metric("stepstitch_cluster_lease_changes_total{change=\"released\"}")
             .await
+            > 0.0
+    );
+}
+
+/// A child execution (started by a parent's Task) on another replica than
+/// its parent still hangs under the parent's Task span: the parent's owner
+/// shares the join hint through KV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_on_another_replica_joins_its_parent_through_the_hints() {
+    use stepstitch::cluster::{assign::owner, partition::partition_of};
+    use stepstitch::events::{Details, Event, EventKind, Payload};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let parent = Fixture::load(
+        "cross_account_states_start_sync_execution__sfn_start_execution_sync_role_arn_path_context",
+    );
+    let child_arn = "arn:aws:states:us-east-1:905126487340:execution:CrossAccountStatesStartSyncExecution:TestTaskTargetWithCredentials";
+    // Two replica names that put parent and child on different replicas.
+    let parts: u32 = PARTITIONS.parse().unwrap();
+    let (pp, pc) = (
+        partition_of(parent.execution_arn(), parts),
+        partition_of(child_arn, parts),
+    );
+    assert_ne!(pp, pc, "the fixture's parent and child share a partition");
+    let names = (0..100)
+        .map(|i| (format!("a{i}"), format!("b{i}")))
+        .find(|(a, b)| {
+            let nodes = [a.as_str(), b.as_str()];
+            owner(pp, &nodes) != owner(pc, &nodes)
+        })
+        .unwrap();
+    let outs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    let a = replica(&nats.url, &names.0, &outs[0], &dir.path().join("da"));
+    let b = replica(&nats.url, &names.1, &outs[1], &dir.path().join("db"));
+    // Both own their share before anything is sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.metric("stepstitch_cluster_owned_partitions").await
+        + b.metric("stepstitch_cluster_owned_partitions").await
+        != parts as f64
+        || a.metric("stepstitch_cluster_owned_partitions").await == 0.0
+    {
+        assert!(Instant::now() < deadline, "partitions never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let c = client();
+    let parent_body = body("parent", &[cwl_record(&parent.lines, parent.state_machine())]);
+    assert!(post(&c, &a.url("/firehose"), "parent", &parent_body).await);
+    wait_spans(&outs, 3, 20).await;
+    // The child's events, through the other replica.
+    let t = parent.events()[4].timestamp_ms;
+    let ev = |id: u64, prev: u64, kind, details| Event {
+        execution_arn: child_arn.into(),
+        id,
+        previous_event_id: prev,
+        timestamp_ms: t + id as i64,
+        redrive_count: 0,
+        kind,
+        details,
+        source: None,
+    };
+    let child = [
+        ev(
+            1,
+            0,
+            EventKind::ExecutionStarted,
+            Details::ExecutionStarted {
+                input: Some(Payload {
+                    text: "\"In\"".into(),
+                    aws_truncated: false,
+                }),
+                role_arn: None,
+                state_machine_alias_arn: None,
+                state_machine_version_arn: None,
+            },
+        ),
+        ev(2, 1, EventKind::ExecutionSucceeded, Details::Output { output: None }),
+    ];
+    let lines: Vec<String> = child.iter().map(stepstitch::stitch::output::event_line).collect();
+    let child_body = body("child", &[cwl_record(&lines, "CrossAccountStatesStartSyncExecution")]);
+    assert!(post(&c, &b.url("/firehose"), "child", &child_body).await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans: Vec<Value> = loop {
+        let all: Vec<Value> = exported_all(&outs)
+            .into_iter()
+            .map(|(_, s)| serde_json::from_str(&s).unwrap())
+            .collect();
+        if all.iter().any(|s| s["meta"]["step_function.execution_arn"] == child_arn) {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "the child was never exported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run_task = spans.iter().find(|s| s["resource"] == "RunTask").unwrap();
+    let child_root = spans
+        .iter()
+        .find(|s| s["meta"]["step_function.execution_arn"] == child_arn && s["name"] == "aws.stepfunctions")
+        .unwrap();
+    assert_eq!(child_root["trace_id"], run_task["trace_id"], "one trace");
+    assert_eq!(child_root["parent_id"], run_task["span_id"], "under the parent's Task");
+    assert_eq!(child_root["meta"]["step_function.context_source"], "parent_task");
+    // The two replicas did the work: the parent's owner, the child's owner.
+    assert!(!exported(&outs[0]).is_empty() && !exported(&outs[1]).is_empty());
+    assert!(
+        b.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}").await
+            + a.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}").await
             > 0.0
     );
 }

@@ -217,6 +217,17 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
 /// Loads the checkpoint and the earlier owners' acknowledgements, and
 /// sends the checkpoint's undelivered emissions again.
 async fn open(s: &Shared, p: u32) -> Result<Runner, ClusterError> {
+    // This replica may have owned it a moment ago (a lease lost while NATS
+    // was away, then taken again): what that owner still had in flight is
+    // delivered and acknowledged first, or it would be sent twice.
+    let within = s.cluster.cfg.lease_ttl;
+    let deadline = tokio::time::Instant::now() + within;
+    while !s.outbox.shard_is_empty(p as usize) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !s.acks.flush(within).await {
+        return Err(js_error("earlier acknowledgements are not stored yet"));
+    }
     let (runner, restored) = Runner::open(
         &s.cluster,
         p,
@@ -339,6 +350,11 @@ async fn checkpoint(
         .recv()
         .await
         .ok_or_else(|| js_error("the exporters stopped"))?;
+    // Fencing, narrowed: a replica that lost the lease without knowing yet
+    // must not overwrite the new owner's checkpoint.
+    if s.cluster.holder(p).await?.as_deref() != Some(s.cluster.cfg.node.as_str()) {
+        return Err(js_error("the lease is no longer held"));
+    }
     let next_acks_from = if part.outbox.is_empty() {
         position
     } else {
