@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::fixtures::Fixture;
 use common::firehose::{body, cwl_record};
+use common::fixtures::Fixture;
 use common::nats::Nats;
 use common::Server;
 use serde_json::Value;
@@ -168,7 +168,11 @@ fn assert_exactly_once(got: &[(u64, String)], want: &BTreeMap<u64, String>) {
     let mut seen = HashSet::new();
     for (id, text) in got {
         assert!(seen.insert(*id), "span {id} exported twice");
-        assert_eq!(want.get(id), Some(text), "span {id} differs or is unexpected");
+        assert_eq!(
+            want.get(id),
+            Some(text),
+            "span {id} differs or is unexpected"
+        );
     }
     let missing: Vec<&u64> = want.keys().filter(|id| !seen.contains(id)).collect();
     assert!(
@@ -194,7 +198,11 @@ async fn single_process(reqs: &[(String, Vec<u8>)], dir: &Path) -> BTreeMap<u64,
     assert!(s.wait_exit(Duration::from_secs(60)).success());
     let got = exported(&out);
     let want: BTreeMap<u64, String> = got.iter().cloned().collect();
-    assert_eq!(want.len(), got.len(), "the single process exported a span twice");
+    assert_eq!(
+        want.len(),
+        got.len(),
+        "the single process exported a span twice"
+    );
     assert!(want.len() > 1000, "only {} spans", want.len());
     want
 }
@@ -209,7 +217,9 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
     let reqs = requests(&mut rng);
     let want = single_process(&reqs, dir.path()).await;
 
-    let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("r{i}.jsonl")))
+        .collect();
     let replicas: Vec<Server> = (0..3)
         .map(|i| {
             replica(
@@ -311,14 +321,27 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
     let mut replicas = Vec::new();
     for i in 0..3 {
         let out = dir.path().join(format!("r{i}-0.jsonl"));
-        replicas.push(replica(&nats.url, &format!("r{i}"), &out, &dir.path().join(format!("d{i}"))));
+        replicas.push(replica(
+            &nats.url,
+            &format!("r{i}"),
+            &out,
+            &dir.path().join(format!("d{i}")),
+        ));
         outs.push(out);
     }
     let urls = Arc::new(Mutex::new(
-        replicas.iter().map(|r| r.url("/firehose")).collect::<Vec<_>>(),
+        replicas
+            .iter()
+            .map(|r| r.url("/firehose"))
+            .collect::<Vec<_>>(),
     ));
     let next = Arc::new(AtomicUsize::new(0));
-    let workers = senders(reqs.clone(), urls.clone(), next.clone(), Duration::from_millis(20));
+    let workers = senders(
+        reqs.clone(),
+        urls.clone(),
+        next.clone(),
+        Duration::from_millis(20),
+    );
     // Kill a random replica at random moments while traffic flows, and
     // start it again (a new output file: what the dead one wrote stays).
     let mut kills = 0;
@@ -327,7 +350,12 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
         let r = rng.below(3);
         replicas[r].kill9();
         let out = dir.path().join(format!("r{r}-{}.jsonl", kills + 1));
-        replicas[r] = replica(&nats.url, &format!("r{r}"), &out, &dir.path().join(format!("d{r}")));
+        replicas[r] = replica(
+            &nats.url,
+            &format!("r{r}"),
+            &out,
+            &dir.path().join(format!("d{r}")),
+        );
         outs.push(out);
         urls.lock().unwrap()[r] = replicas[r].url("/firehose");
         kills += 1;
@@ -350,12 +378,24 @@ async fn nats_restart_under_load_loses_nothing() {
     let mut rng = Rng(0x0ddb_a11c_afe5_eed5);
     let reqs = Arc::new(requests(&mut rng));
     let want = single_process(&reqs, dir.path()).await;
-    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("r{i}.jsonl")))
+        .collect();
     let replicas: Vec<Server> = (0..2)
-        .map(|i| replica(&nats.url, &format!("r{i}"), &outs[i], &dir.path().join(format!("d{i}"))))
+        .map(|i| {
+            replica(
+                &nats.url,
+                &format!("r{i}"),
+                &outs[i],
+                &dir.path().join(format!("d{i}")),
+            )
+        })
         .collect();
     let urls = Arc::new(Mutex::new(
-        replicas.iter().map(|r| r.url("/firehose")).collect::<Vec<_>>(),
+        replicas
+            .iter()
+            .map(|r| r.url("/firehose"))
+            .collect::<Vec<_>>(),
     ));
     let next = Arc::new(AtomicUsize::new(0));
     let workers = senders(reqs.clone(), urls, next.clone(), Duration::from_millis(20));
@@ -363,7 +403,10 @@ async fn nats_restart_under_load_loses_nothing() {
     // retried; nothing acknowledged before is lost (file storage).
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(next.load(Ordering::SeqCst) < reqs.len(), "traffic ended before the restart");
+        assert!(
+            next.load(Ordering::SeqCst) < reqs.len(),
+            "traffic ended before the restart"
+        );
         nats.stop();
         tokio::time::sleep(Duration::from_secs(1)).await;
         nats.restart();
@@ -383,10 +426,19 @@ async fn nats_restart_under_load_loses_nothing() {
         .unwrap();
     let lines: Vec<String> = extra.copies(1).into_iter().map(|(_, l)| l).collect();
     let b = body("late", &[cwl_record(&lines, extra.state_machine())]);
-    let answer = common::firehose::Post::new(&replicas[0], "late").send(b.clone()).await;
+    let answer = common::firehose::Post::new(&replicas[0], "late")
+        .send(b.clone())
+        .await;
     assert_eq!(answer.status, 503);
     answer.assert_contract("late");
-    assert!(answer.json["errorMessage"].as_str().unwrap().contains("JetStream"), "{:?}", answer.json);
+    assert!(
+        answer.json["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("JetStream"),
+        "{:?}",
+        answer.json
+    );
     nats.restart();
     let c = client();
     while !post(&c, &replicas[1].url("/firehose"), "late", &b).await {
@@ -395,7 +447,10 @@ async fn nats_restart_under_load_loses_nothing() {
     let copy = extra.execution_arn().to_owned() + "-copy0";
     let deadline = Instant::now() + Duration::from_secs(30);
     while !exported_all(&outs).iter().any(|(_, s)| s.contains(&copy)) {
-        assert!(Instant::now() < deadline, "the retried request was never exported");
+        assert!(
+            Instant::now() < deadline,
+            "the retried request was never exported"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let refused: f64 = {
@@ -420,13 +475,23 @@ async fn a_joining_replica_takes_its_share_without_gaps_or_duplicates() {
     let mut rng = Rng(0xfeed_beef_1234_4321);
     let reqs = Arc::new(requests(&mut rng));
     let want = single_process(&reqs, dir.path()).await;
-    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("r{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("r{i}.jsonl")))
+        .collect();
     let first = replica(&nats.url, "r0", &outs[0], &dir.path().join("d0"));
     let urls = Arc::new(Mutex::new(vec![first.url("/firehose")]));
     let next = Arc::new(AtomicUsize::new(0));
-    let workers = senders(reqs.clone(), urls.clone(), next.clone(), Duration::from_millis(20));
+    let workers = senders(
+        reqs.clone(),
+        urls.clone(),
+        next.clone(),
+        Duration::from_millis(20),
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(first.metric("stepstitch_cluster_owned_partitions").await, 8.0);
+    assert_eq!(
+        first.metric("stepstitch_cluster_owned_partitions").await,
+        8.0
+    );
     let second = replica(&nats.url, "r1", &outs[1], &dir.path().join("d1"));
     urls.lock().unwrap().push(second.url("/firehose"));
     for w in workers {
@@ -440,7 +505,10 @@ async fn a_joining_replica_takes_its_share_without_gaps_or_duplicates() {
     );
     assert_eq!(a + b, 8.0);
     assert!(b > 0.0, "the joining replica took nothing");
-    assert!(!exported(&outs[1]).is_empty(), "the joining replica exported nothing");
+    assert!(
+        !exported(&outs[1]).is_empty(),
+        "the joining replica exported nothing"
+    );
     assert!(
         first
             .metric("stepstitch_cluster_lease_changes_total{change=\"released\"}")
@@ -492,7 +560,10 @@ async fn a_child_on_another_replica_joins_its_parent_through_the_hints() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let c = client();
-    let parent_body = body("parent", &[cwl_record(&parent.lines, parent.state_machine())]);
+    let parent_body = body(
+        "parent",
+        &[cwl_record(&parent.lines, parent.state_machine())],
+    );
     assert!(post(&c, &a.url("/firehose"), "parent", &parent_body).await);
     wait_spans(&outs, 3, 20).await;
     // The child's events, through the other replica.
@@ -522,10 +593,21 @@ async fn a_child_on_another_replica_joins_its_parent_through_the_hints() {
                 state_machine_version_arn: None,
             },
         ),
-        ev(2, 1, EventKind::ExecutionSucceeded, Details::Output { output: None }),
+        ev(
+            2,
+            1,
+            EventKind::ExecutionSucceeded,
+            Details::Output { output: None },
+        ),
     ];
-    let lines: Vec<String> = child.iter().map(stepstitch::stitch::output::event_line).collect();
-    let child_body = body("child", &[cwl_record(&lines, "CrossAccountStatesStartSyncExecution")]);
+    let lines: Vec<String> = child
+        .iter()
+        .map(stepstitch::stitch::output::event_line)
+        .collect();
+    let child_body = body(
+        "child",
+        &[cwl_record(&lines, "CrossAccountStatesStartSyncExecution")],
+    );
     assert!(post(&c, &b.url("/firehose"), "child", &child_body).await);
     let deadline = Instant::now() + Duration::from_secs(20);
     let spans: Vec<Value> = loop {
@@ -533,7 +615,10 @@ async fn a_child_on_another_replica_joins_its_parent_through_the_hints() {
             .into_iter()
             .map(|(_, s)| serde_json::from_str(&s).unwrap())
             .collect();
-        if all.iter().any(|s| s["meta"]["step_function.execution_arn"] == child_arn) {
+        if all
+            .iter()
+            .any(|s| s["meta"]["step_function.execution_arn"] == child_arn)
+        {
             break all;
         }
         assert!(Instant::now() < deadline, "the child was never exported");
@@ -542,16 +627,27 @@ async fn a_child_on_another_replica_joins_its_parent_through_the_hints() {
     let run_task = spans.iter().find(|s| s["resource"] == "RunTask").unwrap();
     let child_root = spans
         .iter()
-        .find(|s| s["meta"]["step_function.execution_arn"] == child_arn && s["name"] == "aws.stepfunctions")
+        .find(|s| {
+            s["meta"]["step_function.execution_arn"] == child_arn
+                && s["name"] == "aws.stepfunctions"
+        })
         .unwrap();
     assert_eq!(child_root["trace_id"], run_task["trace_id"], "one trace");
-    assert_eq!(child_root["parent_id"], run_task["span_id"], "under the parent's Task");
-    assert_eq!(child_root["meta"]["step_function.context_source"], "parent_task");
+    assert_eq!(
+        child_root["parent_id"], run_task["span_id"],
+        "under the parent's Task"
+    );
+    assert_eq!(
+        child_root["meta"]["step_function.context_source"],
+        "parent_task"
+    );
     // The two replicas did the work: the parent's owner, the child's owner.
     assert!(!exported(&outs[0]).is_empty() && !exported(&outs[1]).is_empty());
     assert!(
-        b.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}").await
-            + a.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}").await
+        b.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}")
+            .await
+            + a.metric("stepstitch_cluster_join_hints_total{direction=\"received\"}")
+                .await
             > 0.0
     );
 }

@@ -40,10 +40,7 @@ pub(super) struct Connected {
 impl Connected {
     pub(super) async fn connect(s: &ClusterSettings) -> anyhow::Result<Connected> {
         let cluster = Cluster::connect(s.config.clone()).await.map_err(|e| {
-            anyhow::anyhow!(
-                "invalid {}: {e}",
-                env_of::<ClusterArgs>("cluster_nats_url")
-            )
+            anyhow::anyhow!("invalid {}: {e}", env_of::<ClusterArgs>("cluster_nats_url"))
         })?;
         tracing::info!(
             node = %s.config.node,

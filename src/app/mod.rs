@@ -272,6 +272,8 @@ impl Durable {
 }
 
 /// Where accepted requests go: the local write-ahead log, or JetStream.
+// One value per process, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     Local(Durable),
     Cluster(cluster::Connected),
@@ -508,7 +510,14 @@ impl App {
             decode_queue: decode_queue.gauge(),
             keys: keys.clone(),
             stitcher: Some(stitcher.clone()),
-            api: api(&settings, store.clone(), aws, api_tokens.clone(), clock.clone(), &admin_listener)?,
+            api: api(
+                &settings,
+                store.clone(),
+                aws,
+                api_tokens.clone(),
+                clock.clone(),
+                &admin_listener,
+            )?,
         };
         drop((handoff, decode_queue));
         let (intake, admin) = listen(

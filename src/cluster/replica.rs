@@ -98,7 +98,8 @@ impl Replica {
                                 owned.insert(p, spawn_owner(&s, p));
                             }
                             Change::Lost(p) => {
-                                metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "lost").increment(1);
+                                metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "lost")
+                                    .increment(1);
                                 tracing::warn!(partition = p, "partition lease lost; its new owner carries on from the last checkpoint");
                                 if let Some(o) = owned.remove(&p) {
                                     o.task.abort();
@@ -297,7 +298,8 @@ async fn follow(
             match checkpoint(s, runner, acks_from, within).await {
                 Ok(()) => checkpointed = runner.applied,
                 Err(e) => {
-                    metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "error").increment(1);
+                    metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "error")
+                        .increment(1);
                     tracing::warn!(partition = p, error = %e, "checkpoint failed; retrying at the next interval");
                 }
             }
@@ -368,9 +370,16 @@ async fn checkpoint(
             logs: logs.to_vec(),
         })
         .collect();
-    let bytes = runner.checkpoint(&s.cluster, next_acks_from, outbox).await?;
+    let bytes = runner
+        .checkpoint(&s.cluster, next_acks_from, outbox)
+        .await?;
     metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "ok").increment(1);
-    tracing::debug!(partition = p, sequence = runner.applied, bytes, "checkpoint written");
+    tracing::debug!(
+        partition = p,
+        sequence = runner.applied,
+        bytes,
+        "checkpoint written"
+    );
     // Covered by the checkpoint: no owner reads them again.
     s.cluster.purge_partition(p, runner.applied).await?;
     if next_acks_from > *acks_from {

@@ -118,7 +118,10 @@ impl Runner {
     }
 
     /// The partition's messages after `applied`, in order, as they come.
-    pub async fn messages(&self, cluster: &Cluster) -> Result<consumer::pull::Ordered, ClusterError> {
+    pub async fn messages(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<consumer::pull::Ordered, ClusterError> {
         let stream = cluster
             .js
             .get_stream(&cluster.cfg.name)
@@ -138,7 +141,11 @@ impl Runner {
     }
 
     /// Applies one stored message (its stream sequence, headers, body).
-    pub fn apply(&mut self, m: &async_nats::jetstream::Message, out: &mut Vec<Emission>) -> Result<(), ClusterError> {
+    pub fn apply(
+        &mut self,
+        m: &async_nats::jetstream::Message,
+        out: &mut Vec<Emission>,
+    ) -> Result<(), ClusterError> {
         let seq = m.info().map_err(js_error)?.stream_sequence;
         if seq <= self.applied {
             return Ok(());

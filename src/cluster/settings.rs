@@ -29,7 +29,11 @@ pub struct ClusterArgs {
     #[arg(long, env = "STEPSTITCH_CLUSTER_LEASE_TTL", default_value = "10s")]
     pub cluster_lease_ttl: String,
     /// How often an owned partition's state is checkpointed (what a new owner replays is at most this much).
-    #[arg(long, env = "STEPSTITCH_CLUSTER_CHECKPOINT_INTERVAL", default_value = "10s")]
+    #[arg(
+        long,
+        env = "STEPSTITCH_CLUSTER_CHECKPOINT_INTERVAL",
+        default_value = "10s"
+    )]
     pub cluster_checkpoint_interval: String,
 }
 
@@ -100,7 +104,8 @@ impl ClusterArgs {
                 "STEPSTITCH",
             ));
         }
-        let lease_ttl = C::positive_duration(id!(cluster_lease_ttl), &self.cluster_lease_ttl, "10s")?;
+        let lease_ttl =
+            C::positive_duration(id!(cluster_lease_ttl), &self.cluster_lease_ttl, "10s")?;
         if lease_ttl < Duration::from_secs(1) {
             return Err(C::error(
                 id!(cluster_lease_ttl),

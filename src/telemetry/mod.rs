@@ -24,8 +24,8 @@ pub fn prometheus() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(names::CLUSTER_PUBLISH_DURATION.into()),
                     &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0,
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
                     ],
                 )
                 .expect("static bucket list is not empty")
@@ -154,19 +154,31 @@ fn describe() {
         Unit::Seconds,
         "A Firehose request's events published to JetStream, until every PubAck"
     );
-    describe_counter!(CLUSTER_PUBLISHED, "Messages published to JetStream, by outcome");
+    describe_counter!(
+        CLUSTER_PUBLISHED,
+        "Messages published to JetStream, by outcome"
+    );
     describe_gauge!(
         CLUSTER_PARTITION_LAG,
         "Messages stored for an owned partition and not applied yet"
     );
-    describe_counter!(CLUSTER_APPLIED, "Messages applied by this replica's partition owners");
+    describe_counter!(
+        CLUSTER_APPLIED,
+        "Messages applied by this replica's partition owners"
+    );
     describe_counter!(CLUSTER_CHECKPOINTS, "Partition checkpoints, by outcome");
     describe_counter!(
         CLUSTER_ACKS_LOADED,
         "Acknowledgements of earlier owners loaded when taking a partition"
     );
-    describe_counter!(CLUSTER_ACKS_WRITTEN, "Acknowledgement records written to JetStream");
-    describe_counter!(CLUSTER_JOIN_HINTS, "Join hints shared across replicas, by direction");
+    describe_counter!(
+        CLUSTER_ACKS_WRITTEN,
+        "Acknowledgement records written to JetStream"
+    );
+    describe_counter!(
+        CLUSTER_JOIN_HINTS,
+        "Join hints shared across replicas, by direction"
+    );
 }
 
 /// Log output format.
