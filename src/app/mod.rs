@@ -77,8 +77,13 @@ fn decode_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-fn datadog_config(d: &DatadogSettings, forward_logs: ForwardLogs) -> DatadogConfig {
+fn datadog_config(
+    d: &DatadogSettings,
+    forward_logs: ForwardLogs,
+    host: Option<String>,
+) -> DatadogConfig {
     DatadogConfig {
+        host,
         api_key: d.api_key.clone(),
         endpoints: Endpoints::new(
             &d.site,
@@ -365,7 +370,8 @@ impl App {
             tracing::info!(mode = ?a.mode, region = %a.sfn.region, "AWS calls on");
         }
         let give_up = shutdown.child_token();
-        let dd = datadog_config(&settings.datadog, settings.stitch.forward_logs);
+        let node = settings.cluster.as_ref().map(|c| c.config.node.clone());
+        let dd = datadog_config(&settings.datadog, settings.stitch.forward_logs, node);
         let mut exporters = exporters(&settings.export, &dd, give_up.clone()).await?;
         if let Some(st) = &store {
             // Last, so the ledger's exporter numbers of the others stay as they were.

@@ -97,6 +97,20 @@ impl Settings {
         stitch.spans.env = datadog.env.clone();
         stitch.spans.version = datadog.version.clone();
         stitch.spans.tags = datadog.tag_pairs();
+        let cluster = a.cluster.validate()?;
+        let mut otlp = otlp;
+        if let Some(c) = &cluster {
+            // OpenTelemetry's single-writer rule: each replica's metric
+            // streams are its own (delta sums would otherwise collide).
+            if !otlp
+                .resource_attributes
+                .iter()
+                .any(|(k, _)| k == "service.instance.id")
+            {
+                otlp.resource_attributes
+                    .push(("service.instance.id".into(), c.config.node.clone()));
+            }
+        }
         let export = a.export.validate(&datadog, otlp)?;
         // Logs go to jsonl, to OTLP when it has a logs endpoint, and to
         // Datadog's logs intake only with the API key (also in agent mode).
@@ -150,7 +164,7 @@ impl Settings {
             datadog,
             store,
             aws,
-            cluster: a.cluster.validate()?,
+            cluster,
             log: a.log.validate()?,
             shutdown_timeout: a.service.validate()?,
         })
@@ -188,6 +202,37 @@ mod tests {
         let mut v = vec!["stepstitch"];
         v.extend_from_slice(args);
         Settings::try_from_iter(v)
+    }
+
+    #[test]
+    fn cluster_mode_names_each_replica_in_its_metrics() {
+        let s = parse(&[
+            "--cluster-nats-url",
+            "nats://127.0.0.1:4222",
+            "--node-id",
+            "replica-7",
+            "--export",
+            "otlp",
+            "--otel-exporter-otlp-endpoint",
+            "http://127.0.0.1:4318",
+        ])
+        .unwrap();
+        assert_eq!(s.cluster.as_ref().unwrap().config.node, "replica-7");
+        assert!(s
+            .export
+            .otlp
+            .resource_attributes
+            .contains(&("service.instance.id".into(), "replica-7".into())));
+        // Off by default: no instance id is made up.
+        let s = parse(&[
+            "--export",
+            "otlp",
+            "--otel-exporter-otlp-endpoint",
+            "http://127.0.0.1:4318",
+        ])
+        .unwrap();
+        assert!(s.cluster.is_none());
+        assert!(s.export.otlp.resource_attributes.is_empty());
     }
 
     #[test]

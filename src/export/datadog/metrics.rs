@@ -36,6 +36,15 @@ struct SeriesWire<'a> {
     tags: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<[Resource<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -51,8 +60,11 @@ fn unit_of(name: &str) -> Option<&'static str> {
     (name.ends_with("duration") || name.ends_with("execution_time")).then_some("nanosecond")
 }
 
-/// A count or gauge point as one `MetricSeries` JSON object.
-pub fn series_item(p: &MetricPoint) -> Option<Vec<u8>> {
+/// A count or gauge point as one `MetricSeries` JSON object. `host` names
+/// the series' host resource (the replica in cluster mode: Datadog keeps
+/// the last point per series and timestamp, so two replicas' totals of one
+/// window must be two series; queries sum them).
+pub fn series_item(p: &MetricPoint, host: Option<&str>) -> Option<Vec<u8>> {
     let (kind, interval) = match p.kind {
         MetricKind::Count => (TYPE_COUNT, Some(WINDOW_SECS)),
         MetricKind::Gauge => (TYPE_GAUGE, None),
@@ -69,6 +81,7 @@ pub fn series_item(p: &MetricPoint) -> Option<Vec<u8>> {
         }],
         tags: &p.tags,
         unit: unit_of(p.name),
+        resources: host.map(|name| [Resource { name, kind: "host" }]),
     })
     .ok()
 }
@@ -191,19 +204,26 @@ mod tests {
 
     #[test]
     fn series_items_have_the_documented_types() {
-        let c: serde_json::Value =
-            serde_json::from_slice(&series_item(&point(MetricKind::Count, 3.0, vec![])).unwrap())
-                .unwrap();
+        let c: serde_json::Value = serde_json::from_slice(
+            &series_item(&point(MetricKind::Count, 3.0, vec![]), None).unwrap(),
+        )
+        .unwrap();
         assert_eq!(c["type"], 1);
         assert_eq!(c["interval"], 10);
         assert_eq!(c["points"][0]["value"], 3.0);
-        let g: serde_json::Value =
-            serde_json::from_slice(&series_item(&point(MetricKind::Gauge, 5.0, vec![])).unwrap())
-                .unwrap();
+        assert!(c.get("resources").is_none());
+        let g: serde_json::Value = serde_json::from_slice(
+            &series_item(&point(MetricKind::Gauge, 5.0, vec![]), Some("replica-1")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(g["type"], 3);
+        assert_eq!(
+            g["resources"],
+            serde_json::json!([{"name": "replica-1", "type": "host"}])
+        );
         assert!(g.get("interval").is_none());
         assert_eq!(g["unit"], "nanosecond");
-        assert!(series_item(&point(MetricKind::Distribution, 0.0, vec![1.0])).is_none());
+        assert!(series_item(&point(MetricKind::Distribution, 0.0, vec![1.0]), None).is_none());
         let d: serde_json::Value = serde_json::from_slice(
             &distribution_item(&point(MetricKind::Distribution, 0.0, vec![1.0, 2.0])).unwrap(),
         )

@@ -30,6 +30,8 @@ pub struct DatadogConfig {
     pub trace_agent_url: Option<String>,
     pub dogstatsd_url: Option<String>,
     pub forward_logs: bool,
+    /// The series' host resource: this replica's node id in cluster mode.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ pub struct DatadogExporter {
     series: LaneSender<metrics::Series>,
     distributions: LaneSender<metrics::Distributions>,
     logs: Option<LogsLane>,
+    host: Option<String>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -119,6 +122,7 @@ impl DatadogExporter {
             series,
             distributions,
             logs,
+            host: cfg.host.clone(),
             tasks,
         })
     }
@@ -133,7 +137,11 @@ impl DatadogExporter {
                 self.traces.send(chunks, receipt).await;
             }
             ExportItem::Metrics(points) => {
-                let series = points.iter().filter_map(metrics::series_item).collect();
+                let host = self.host.as_deref();
+                let series = points
+                    .iter()
+                    .filter_map(|p| metrics::series_item(p, host))
+                    .collect();
                 self.series.send(series, None).await;
                 let dist = points
                     .iter()
