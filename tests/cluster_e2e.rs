@@ -268,6 +268,15 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
         n
     };
     assert_eq!(owned, 8.0);
+    // The stitcher's gauges sum the owned partitions' cores.
+    let mut retained = 0.0;
+    for r in &replicas {
+        retained += r.metric("stepstitch_stitch_retained_executions").await;
+    }
+    assert!(
+        retained > 0.0,
+        "no finished execution is retained for stragglers"
+    );
     for r in &replicas {
         let ready = c.get(r.admin_url("/ready")).send().await.unwrap();
         assert_eq!(ready.status(), 200);
@@ -515,6 +524,26 @@ async fn a_joining_replica_takes_its_share_without_gaps_or_duplicates() {
             .await
             > 0.0
     );
+    // SIGTERM: the first replica checkpoints and gives its leases back;
+    // the second owns everything well before the leases would expire.
+    let mut first = first;
+    first.sigterm();
+    let stopped = Instant::now();
+    assert!(first.wait_exit(Duration::from_secs(30)).success());
+    while second.metric("stepstitch_cluster_owned_partitions").await < 8.0 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "the partitions were not handed over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(first
+        .logs()
+        .iter()
+        .any(|l| l.contains("partitions checkpointed and handed over")));
+    // Nothing was exported again by the new owner.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_exactly_once(&exported_all(&outs), &want);
 }
 
 /// A child execution (started by a parent's Task) on another replica than

@@ -163,6 +163,7 @@ pub(super) async fn spawn(app: App) -> anyhow::Result<Running> {
             acks: c.acks.clone(),
             joins,
             checkpoint_interval: c.settings.checkpoint_interval,
+            stats: Default::default(),
         },
         lifecycle: lifecycle.clone(),
     };

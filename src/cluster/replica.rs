@@ -21,12 +21,13 @@ use crate::export::receipt::Outbox;
 use crate::lifecycle::Lifecycle;
 use crate::stitch::checkpoint::SpanState;
 use crate::stitch::context::TraceContext;
+use crate::stitch::core::StitchSnapshot;
 use crate::stitch::joins::JoinRegistry;
 use crate::stitch::output::{Emission, Marker, StitchOut};
 use crate::stitch::StitchConfig;
 use crate::telemetry::names;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -50,6 +51,29 @@ pub struct Shared {
     pub acks: Arc<AckStream>,
     pub joins: Arc<JoinRegistry>,
     pub checkpoint_interval: Duration,
+    /// Each owned partition's core counters, summed into the stitcher's
+    /// gauges (the single-process names).
+    pub stats: Arc<std::sync::Mutex<BTreeMap<u32, StitchSnapshot>>>,
+}
+
+impl Shared {
+    fn set_stats(&self, p: u32, s: Option<StitchSnapshot>) {
+        let mut all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match s {
+            Some(s) => all.insert(p, s),
+            None => all.remove(&p),
+        };
+        let mut sum = StitchSnapshot::default();
+        for s in all.values() {
+            sum.add(s);
+        }
+        drop(all);
+        metrics::gauge!(names::STITCH_OPEN_EXECUTIONS).set(sum.open_executions as f64);
+        metrics::gauge!(names::STITCH_RETAINED_EXECUTIONS).set(sum.retained_executions as f64);
+        metrics::gauge!(names::STITCH_DUPLICATE_EVENTS).set(sum.duplicate_events as f64);
+        metrics::gauge!(names::STITCH_LATE_EVENTS).set(sum.late_events as f64);
+        metrics::gauge!(names::STITCH_ORPHANED_EVENTS).set(sum.orphaned_events as f64);
+    }
 }
 
 pub struct Replica {
@@ -104,6 +128,7 @@ impl Replica {
                                 if let Some(o) = owned.remove(&p) {
                                     o.task.abort();
                                 }
+                                s.set_stats(p, None);
                                 metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
                             }
                             Change::HandOver(p) => {
@@ -111,6 +136,7 @@ impl Replica {
                                     o.stop.cancel();
                                     let _ = o.task.await;
                                 }
+                                s.set_stats(p, None);
                                 if let Err(e) = coordinator.release(p).await {
                                     tracing::warn!(partition = p, error = %e, "cannot give the lease back; it expires");
                                 }
@@ -288,6 +314,7 @@ async fn follow(
             }
             _ = tick.tick() => {
                 runner.tick(Instant::now(), &mut out);
+                s.set_stats(p, Some(runner.stats()));
             }
         }
         send(s, p, &mut out).await?;

@@ -187,6 +187,11 @@ impl Runner {
         Ok(n)
     }
 
+    /// The core's counters (constant time).
+    pub fn stats(&self) -> crate::stitch::core::StitchSnapshot {
+        self.core.stats(false)
+    }
+
     /// Time passes for the core: executions past their grace are emitted.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Emission>) {
         out.extend(self.core.tick(now));
