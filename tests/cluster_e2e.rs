@@ -42,6 +42,12 @@ impl Rng {
 }
 
 fn replica(nats: &str, node: &str, out: &Path, data: &Path) -> Server {
+    replica_with(nats, node, out, data, "500ms")
+}
+
+/// `checkpoints`: the checkpoint interval (a long one leaves more for the
+/// next owner to replay, and its acknowledgements to honour).
+fn replica_with(nats: &str, node: &str, out: &Path, data: &Path, checkpoints: &str) -> Server {
     let export = format!("jsonl:{}", out.display());
     let data = data.display().to_string();
     Server::start(&[
@@ -60,7 +66,7 @@ fn replica(nats: &str, node: &str, out: &Path, data: &Path) -> Server {
         "--cluster-lease-ttl",
         "2s",
         "--cluster-checkpoint-interval",
-        "500ms",
+        checkpoints,
     ])
 }
 
@@ -330,11 +336,12 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
     let mut replicas = Vec::new();
     for i in 0..3 {
         let out = dir.path().join(format!("r{i}-0.jsonl"));
-        replicas.push(replica(
+        replicas.push(replica_with(
             &nats.url,
             &format!("r{i}"),
             &out,
             &dir.path().join(format!("d{i}")),
+            "4s",
         ));
         outs.push(out);
     }
@@ -345,37 +352,81 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
             .collect::<Vec<_>>(),
     ));
     let next = Arc::new(AtomicUsize::new(0));
+    // Paced so traffic lasts while the kills land (each restart waits out
+    // the 2 s lease TTL), between checkpoints (every 4 s).
     let workers = senders(
         reqs.clone(),
         urls.clone(),
         next.clone(),
-        Duration::from_millis(20),
+        Duration::from_millis(150),
     );
     // Kill a random replica at random moments while traffic flows, and
     // start it again (a new output file: what the dead one wrote stays).
-    let mut kills = 0;
-    while next.load(Ordering::SeqCst) < reqs.len() && kills < 6 {
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(900) as u64)).await;
+    // A replica is killed only once it owns partitions again (a restart
+    // under the same name waits for its old leases to expire), so every
+    // kill leaves partitions for a new owner to take over; in between,
+    // its exporters deliver.
+    let (mut kills, mut during_traffic) = (0, 0);
+    let mut loaded = 0.0;
+    while kills < 5 {
+        tokio::time::sleep(Duration::from_millis(400 + rng.below(1200) as u64)).await;
+        if next.load(Ordering::SeqCst) < reqs.len() {
+            during_traffic += 1;
+        }
         let r = rng.below(3);
         replicas[r].kill9();
         let out = dir.path().join(format!("r{r}-{}.jsonl", kills + 1));
-        replicas[r] = replica(
+        replicas[r] = replica_with(
             &nats.url,
             &format!("r{r}"),
             &out,
             &dir.path().join(format!("d{r}")),
+            "4s",
         );
         outs.push(out);
         urls.lock().unwrap()[r] = replicas[r].url("/firehose");
         kills += 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while replicas[r]
+            .metric("stepstitch_cluster_owned_partitions")
+            .await
+            == 0.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the restarted replica owns nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loaded += replicas[r]
+            .metric("stepstitch_cluster_acks_loaded_total")
+            .await;
     }
     for w in workers {
         w.await.unwrap();
     }
-    assert!(kills >= 3, "only {kills} kills happened during the traffic");
+    assert!(
+        during_traffic >= 3,
+        "only {during_traffic} kills happened during the traffic"
+    );
     wait_spans(&outs, want.len(), 90).await;
     assert_exactly_once(&exported_all(&outs), &want);
-    println!("{kills} kills, {} spans, each once", want.len());
+    // The new owners did replay what the dead ones had delivered after
+    // their last checkpoint, and left it out thanks to the acknowledgements.
+    let mut skipped = 0.0;
+    for r in &replicas {
+        let m = r.metrics().await;
+        skipped += m
+            .lines()
+            .filter(|l| l.starts_with("stepstitch_export_deduplicated_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    println!("{kills} kills, {} spans, each once; {loaded} acknowledgement records loaded, {skipped} items not sent again", want.len());
+    assert!(
+        loaded > 0.0 && skipped > 0.0,
+        "no takeover had anything to leave out: the test did not exercise the ledger"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,3 +381,46 @@ async fn owners_stitch_their_partitions_as_one_process_would_and_resume_from_che
     assert!(want.len() > 100, "{}", want.len());
     assert_eq!(got, want);
 }
+
+/// The per-partition export ledger: acknowledgements stored through the
+/// `AckLog` a receipt calls, read back per partition after a position,
+/// purged up to a position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_are_stored_per_partition_and_read_back_after_a_position() {
+    use stepstitch::cluster::acks::AckStream;
+    use stepstitch::durable::ledger::{AckLog, Signal};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(dir.path()) else {
+        return;
+    };
+    let c = Cluster::connect(config(&nats, "a", 4, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let acks = Arc::new(AckStream::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let (acks, c, stop) = (acks.clone(), c.clone(), stop.clone());
+        tokio::spawn(async move { acks.run(&c, stop, Duration::from_secs(5)).await })
+    };
+    acks.acknowledge(1, 0, Signal::Spans, &[11, 12]);
+    acks.acknowledge(2, 0, Signal::Spans, &[21]);
+    assert!(acks.flush(Duration::from_secs(5)).await);
+    let mid = c.acks_position().await.unwrap();
+    acks.acknowledge(1, 1, Signal::Logs, &[13]);
+    assert!(acks.flush(Duration::from_secs(5)).await);
+    let (all, n) = c.acks_after(1, 0).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(all[&(0, Signal::Spans)], [11, 12].into_iter().collect());
+    assert_eq!(all[&(1, Signal::Logs)], [13].into_iter().collect());
+    let (later, n) = c.acks_after(1, mid).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(!later.contains_key(&(0, Signal::Spans)));
+    let (other, _) = c.acks_after(2, 0).await.unwrap();
+    assert_eq!(other[&(0, Signal::Spans)], [21].into_iter().collect());
+    assert_eq!(c.acks_after(3, 0).await.unwrap().1, 0);
+    // Purged up to `mid`: what a checkpoint there covers is gone.
+    c.purge_acks(1, mid).await.unwrap();
+    assert_eq!(c.acks_after(1, 0).await.unwrap().1, 1);
+    stop.cancel();
+    task.await.unwrap();
+}

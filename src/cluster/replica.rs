@@ -199,7 +199,7 @@ fn spawn_owner(s: &Shared, partition: u32) -> Owned {
 /// checkpoint) or a failure (logged; the replica starts it again).
 async fn own(s: Shared, p: u32, stop: CancellationToken) {
     let started = Instant::now();
-    let mut runner = loop {
+    let (mut runner, opened) = loop {
         match open(&s, p).await {
             Ok(r) => break r,
             Err(e) => {
@@ -211,10 +211,12 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
             }
         }
     };
-    let from = runner.applied;
+    let (runner_acks, resent) = opened;
     tracing::info!(
         partition = p,
-        from_sequence = from,
+        from_sequence = runner.applied,
+        acknowledgements = runner_acks,
+        resent_emissions = resent,
         took_ms = started.elapsed().as_millis() as u64,
         "partition opened; applying its messages"
     );
@@ -243,7 +245,9 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
 
 /// Loads the checkpoint and the earlier owners' acknowledgements, and
 /// sends the checkpoint's undelivered emissions again.
-async fn open(s: &Shared, p: u32) -> Result<Runner, ClusterError> {
+/// Returns the runner, the acknowledgement records loaded and the
+/// emissions sent again.
+async fn open(s: &Shared, p: u32) -> Result<(Runner, (usize, usize)), ClusterError> {
     // This replica may have owned it a moment ago (a lease lost while NATS
     // was away, then taken again): what that owner still had in flight is
     // delivered and acknowledged first, or it would be sent twice.
@@ -271,6 +275,7 @@ async fn open(s: &Shared, p: u32) -> Result<Runner, ClusterError> {
             d.entry(k).or_default().extend(ids);
         }
     }
+    let resent = restored.outbox.len();
     for o in restored.outbox {
         let em = Emission {
             shard: p as usize,
@@ -284,7 +289,7 @@ async fn open(s: &Shared, p: u32) -> Result<Runner, ClusterError> {
             .await
             .map_err(|_| js_error("the exporters stopped"))?;
     }
-    Ok(runner)
+    Ok((runner, (records, resent)))
 }
 
 /// Applies the partition's messages as they come until `stop`.
