@@ -274,6 +274,38 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
         n
     };
     assert_eq!(owned, 8.0);
+    // Retention: what the checkpoints cover is purged from the stream.
+    let probe = stepstitch::cluster::Cluster::connect(stepstitch::cluster::ClusterConfig {
+        urls: nats.url.clone(),
+        name: "STEPSTITCH".into(),
+        partitions: 8,
+        replicas: 1,
+        lease_ttl: Duration::from_secs(2),
+        duplicate_window: Duration::from_secs(7200),
+        node: "probe".into(),
+    })
+    .await
+    .unwrap();
+    let mut stored = 0.0;
+    for r in &replicas {
+        stored += r
+            .metric("stepstitch_cluster_published_messages_total{outcome=\"stored\"}")
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let mut stream = probe.js.get_stream("STEPSTITCH").await.unwrap();
+        let left = stream.info().await.unwrap().state.messages;
+        if left == 0 || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(stored > 100.0);
+    assert_eq!(
+        left, 0,
+        "{left} of {stored} messages kept after every partition checkpointed"
+    );
     // The stitcher's gauges sum the owned partitions' cores.
     let mut retained = 0.0;
     for r in &replicas {
