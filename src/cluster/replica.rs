@@ -114,6 +114,7 @@ impl Replica {
             }
             match coordinator.step().await {
                 Ok(changes) => {
+                    let mut handing: Vec<(u32, Option<Owned>)> = Vec::new();
                     for c in changes {
                         match c {
                             Change::Acquired(p) => {
@@ -132,19 +133,29 @@ impl Replica {
                                 metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
                             }
                             Change::HandOver(p) => {
-                                if let Some(o) = owned.remove(&p) {
+                                // Stopped together: their last checkpoints
+                                // run side by side, well inside a lease step.
+                                let o = owned.remove(&p);
+                                if let Some(o) = &o {
                                     o.stop.cancel();
-                                    let _ = o.task.await;
                                 }
-                                s.set_stats(p, None);
-                                if let Err(e) = coordinator.release(p).await {
-                                    tracing::warn!(partition = p, error = %e, "cannot give the lease back; it expires");
-                                }
-                                metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "released").increment(1);
-                                metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
-                                tracing::info!(partition = p, "partition handed over");
+                                handing.push((p, o));
                             }
                         }
+                    }
+                    for (p, o) in handing {
+                        if let Some(o) = o {
+                            let _ = o.task.await;
+                        }
+                        s.set_stats(p, None);
+                        if let Err(e) = coordinator.release(p).await {
+                            tracing::warn!(partition = p, error = %e, "cannot give the lease back; it expires");
+                        }
+                        metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "released")
+                            .increment(1);
+                        metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string())
+                            .set(0.0);
+                        tracing::info!(partition = p, "partition handed over");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew partition leases; retrying"),
@@ -370,7 +381,9 @@ async fn checkpoint(
     while !s.outbox.shard_is_empty(p as usize) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = s.acks.flush(within).await;
+    // One deadline for both waits.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = s.acks.flush(left.max(Duration::from_millis(100))).await;
     let position = s.cluster.acks_position().await?;
     let (reply, mut rx) = mpsc::channel(1);
     s.emissions
