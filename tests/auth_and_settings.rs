@@ -217,6 +217,19 @@ fn bad_settings_stop_startup_with_one_line() {
             "STEPSTITCH_ACCESS_KEYS_FILE",
         ),
         (&[], &[("DD_SITE", "data dog")], "DD_SITE"),
+        (
+            &[],
+            &[("STEPSTITCH_CLUSTER_NATS_URL", "http://nats:4222")],
+            "STEPSTITCH_CLUSTER_NATS_URL",
+        ),
+        (
+            &[],
+            &[
+                ("STEPSTITCH_CLUSTER_NATS_URL", "nats://127.0.0.1:4222"),
+                ("STEPSTITCH_CLUSTER_PARTITIONS", "0"),
+            ],
+            "STEPSTITCH_CLUSTER_PARTITIONS",
+        ),
         (&[], &[("DD_API_KEY", "sekr!t-value")], "DD_API_KEY"),
     ];
     for (args, env, name) in cases {
@@ -230,6 +243,28 @@ fn bad_settings_stop_startup_with_one_line() {
         assert!(lines[0].contains("example of a good value"), "{stderr}");
         assert!(!stderr.contains("sekr!t"), "secret echoed: {stderr}");
     }
+}
+
+#[test]
+fn an_unreachable_nats_stops_cluster_mode_naming_the_setting() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let started = std::time::Instant::now();
+    let (status, stderr) = run_to_exit(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[("STEPSTITCH_CLUSTER_NATS_URL", &url)],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("STEPSTITCH_CLUSTER_NATS_URL"), "{stderr}");
+    assert!(stderr.contains("cannot reach NATS at"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
 #[test]

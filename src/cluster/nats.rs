@@ -96,6 +96,18 @@ impl Cluster {
                 urls: cfg.urls.clone(),
                 error: e.to_string(),
             })?;
+        // The client keeps trying in the background; a server that does
+        // not answer within the connection timeout is an error to report.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if std::time::Instant::now() > deadline {
+                return Err(ClusterError::Connect {
+                    urls: cfg.urls.clone(),
+                    error: "no server answered within 5 s".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let js = jetstream::new(client.clone());
         let prefix = cfg.subjects_prefix();
         let mut metadata = HashMap::new();
@@ -111,7 +123,11 @@ impl Cluster {
                 ..Default::default()
             })
             .await
-            .map_err(js_error)?;
+            .map_err(|e| {
+                ClusterError::JetStream(format!(
+                    "{e} (is JetStream enabled on the server: `-js`, or `jetstream {{}}` in its configuration?)"
+                ))
+            })?;
         let info = s.info().await.map_err(js_error)?;
         let existing = info
             .config
