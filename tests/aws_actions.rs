@@ -596,6 +596,21 @@ async fn retry_redrive_stop_definitions_and_backfill_against_moto() {
         err.contains("Express state machines keep no execution history"),
         "{err}"
     );
+
+    // In cluster mode a pipeline of its own would join the cluster: the
+    // backfill asks for a replica to send to instead.
+    let (code, out, err) = backfill(
+        &moto,
+        &[
+            "--state-machine",
+            setup["flaky"].as_str().unwrap(),
+            "--cluster-nats-url",
+            "nats://127.0.0.1:4222",
+        ],
+        work.path(),
+    );
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(err.contains("--target"), "{err}");
 }
 
 #[test]

@@ -93,6 +93,13 @@ pub async fn run(mut args: BackfillArgs) -> Result<Summary, BackfillError> {
             args.serve.firehose.listen = "127.0.0.1:0".into();
             args.serve.admin.admin_listen = "127.0.0.1:0".into();
             let settings = Settings::from_args(args.serve.clone())?;
+            if settings.cluster.is_some() {
+                // A process of its own would join the cluster and take
+                // partitions away from the replicas for its few seconds.
+                return Err(BackfillError::App(
+                    "cluster mode is set (STEPSTITCH_CLUSTER_NATS_URL): send the backfill to a replica with --target https://<replica>/firehose".into(),
+                ));
+            }
             let app = App::build(settings)
                 .await
                 .map_err(|e| BackfillError::App(format!("{e:#}")))?;
