@@ -111,6 +111,17 @@ async fn a_request_is_stored_once_per_partition_even_when_retried() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("created with 8 partitions"), "{err}");
+
+    // The duplicate window is a setting: a replica set to another one
+    // updates the stream.
+    let mut cfg = config(&nats, "c", 8, Duration::from_secs(5));
+    cfg.duplicate_window = Duration::from_secs(300);
+    let c = Cluster::connect(cfg).await.unwrap();
+    let mut s = c.js.get_stream("STEPSTITCH").await.unwrap();
+    assert_eq!(
+        s.info().await.unwrap().config.duplicate_window,
+        Duration::from_secs(300)
+    );
 }
 
 #[tokio::test]

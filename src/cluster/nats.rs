@@ -142,6 +142,13 @@ impl Cluster {
                 configured: cfg.partitions,
             });
         }
+        if info.config.duplicate_window != cfg.duplicate_window {
+            // The setting changed since the stream was created.
+            let mut updated = info.config.clone();
+            updated.duplicate_window = cfg.duplicate_window;
+            js.update_stream(updated).await.map_err(js_error)?;
+            tracing::info!(window = ?cfg.duplicate_window, "stream duplicate window updated");
+        }
         let bucket = |suffix: &str| kv::Config {
             bucket: format!("{}-{suffix}", cfg.name),
             history: 1,

@@ -35,6 +35,13 @@ pub struct ClusterArgs {
         default_value = "10s"
     )]
     pub cluster_checkpoint_interval: String,
+    /// How long JetStream remembers request ids: a Firehose retry within it is stored once (set it to the stream's retry duration).
+    #[arg(
+        long,
+        env = "STEPSTITCH_CLUSTER_DUPLICATE_WINDOW",
+        default_value = "2h"
+    )]
+    pub cluster_duplicate_window: String,
 }
 
 /// Cluster mode, on.
@@ -119,6 +126,11 @@ impl ClusterArgs {
             &self.cluster_checkpoint_interval,
             "10s",
         )?;
+        let duplicate_window = C::positive_duration(
+            id!(cluster_duplicate_window),
+            &self.cluster_duplicate_window,
+            "2h",
+        )?;
         let node = match non_empty(self.node_id.clone()).or_else(host_name) {
             Some(n) => n,
             None => {
@@ -149,8 +161,7 @@ impl ClusterArgs {
                 partitions: partitions as u32,
                 replicas,
                 lease_ttl,
-                // Firehose retries for up to its retry duration (2 h at most).
-                duplicate_window: Duration::from_secs(2 * 3600),
+                duplicate_window,
                 node,
             },
             checkpoint_interval,
@@ -171,6 +182,7 @@ mod tests {
             cluster_replicas: "1".into(),
             cluster_lease_ttl: "10s".into(),
             cluster_checkpoint_interval: "10s".into(),
+            cluster_duplicate_window: "2h".into(),
         }
     }
 
