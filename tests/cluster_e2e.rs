@@ -400,6 +400,7 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
     // its exporters deliver.
     let (mut kills, mut during_traffic) = (0, 0);
     let mut loaded = 0.0;
+    let mut dead: Vec<Server> = Vec::new();
     while kills < 5 {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(1200) as u64)).await;
         if next.load(Ordering::SeqCst) < reqs.len() {
@@ -408,13 +409,15 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
         let r = rng.below(3);
         replicas[r].kill9();
         let out = dir.path().join(format!("r{r}-{}.jsonl", kills + 1));
-        replicas[r] = replica_with(
+        let fresh = replica_with(
             &nats.url,
             &format!("r{r}"),
             &out,
             &dir.path().join(format!("d{r}")),
             "4s",
         );
+        // Kept (dead) for their logs, should the check below fail.
+        dead.push(std::mem::replace(&mut replicas[r], fresh));
         outs.push(out);
         urls.lock().unwrap()[r] = replicas[r].url("/firehose");
         kills += 1;
@@ -442,7 +445,39 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
         "only {during_traffic} kills happened during the traffic"
     );
     wait_spans(&outs, want.len(), 90).await;
-    assert_exactly_once(&exported_all(&outs), &want);
+    let got = exported_all(&outs);
+    if std::panic::catch_unwind(|| assert_exactly_once(&got, &want)).is_err() {
+        // What the owners did, for the diagnosis.
+        let mut seen = HashSet::new();
+        for (k, path) in outs.iter().enumerate() {
+            for (id, text) in exported(path) {
+                if !seen.insert(id) {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    let arn = v["meta"]["step_function.execution_arn"]
+                        .as_str()
+                        .unwrap_or("");
+                    eprintln!(
+                        "twice: span {id} in file {k} ({}), partition {}",
+                        path.display(),
+                        stepstitch::cluster::partition::partition_of(arn, 8)
+                    );
+                }
+            }
+        }
+        for (k, path) in outs.iter().enumerate() {
+            eprintln!("file {k}: {}", path.display());
+        }
+        for (i, r) in dead.iter().chain(replicas.iter()).enumerate() {
+            for l in r.logs().iter().filter(|l| {
+                ["partition", "lease", "checkpoint", "acknowledg"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            }) {
+                eprintln!("[{i}] {l}");
+            }
+        }
+        panic!("not exactly once (logs above)");
+    }
     // The new owners did replay what the dead ones had delivered after
     // their last checkpoint, and left it out thanks to the acknowledgements.
     let mut skipped = 0.0;

@@ -94,9 +94,17 @@ impl Replica {
         let mut coordinator = Coordinator::new(s.cluster.clone());
         let ttl = s.cluster.cfg.lease_ttl;
         let acks_stop = CancellationToken::new();
-        let acks_task = {
-            let (acks, cluster, stop) = (s.acks.clone(), s.cluster.clone(), acks_stop.clone());
-            tokio::spawn(async move { acks.run(&cluster, stop, ttl).await })
+        let acks_thread = match s
+            .acks
+            .spawn_thread(s.cluster.cfg.clone(), acks_stop.clone(), ttl)
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without it nothing is recorded: after a failover the
+                // next owner sends again what this one delivered.
+                tracing::error!(error = %e, "cannot start the acknowledgements thread");
+                None
+            }
         };
         let hints_stop = CancellationToken::new();
         let hints_task = tokio::spawn(share_hints(
@@ -196,7 +204,9 @@ impl Replica {
         hints_stop.cancel();
         let _ = hints_task.await;
         acks_stop.cancel();
-        let _ = acks_task.await;
+        if let Some(t) = acks_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 }
 
