@@ -274,6 +274,19 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
         n
     };
     assert_eq!(owned, 8.0);
+    // The stitcher's gauges sum the owned partitions' cores.
+    let mut retained = 0.0;
+    for r in &replicas {
+        retained += r.metric("stepstitch_stitch_retained_executions").await;
+    }
+    assert!(
+        retained > 0.0,
+        "no finished execution is retained for stragglers"
+    );
+    for r in &replicas {
+        let ready = c.get(r.admin_url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+    }
     // Retention: what the checkpoints cover is purged from the stream.
     let probe = stepstitch::cluster::Cluster::connect(stepstitch::cluster::ClusterConfig {
         urls: nats.url.clone(),
@@ -292,33 +305,22 @@ async fn three_replicas_export_every_span_once_as_one_process_does() {
             .metric("stepstitch_cluster_published_messages_total{outcome=\"stored\"}")
             .await;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let left = loop {
-        let mut stream = probe.js.get_stream("STEPSTITCH").await.unwrap();
-        let left = stream.info().await.unwrap().state.messages;
-        if left == 0 || Instant::now() > deadline {
-            break left;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // SIGTERM: each replica's last checkpoints purge all they cover (while
+    // running, purging trails by one checkpoint).
+    let mut replicas = replicas;
+    for r in &replicas {
+        r.sigterm();
+    }
+    for r in replicas.iter_mut() {
+        assert!(r.wait_exit(Duration::from_secs(30)).success());
+    }
+    let mut stream = probe.js.get_stream("STEPSTITCH").await.unwrap();
+    let left = stream.info().await.unwrap().state.messages;
     assert!(stored > 100.0);
     assert_eq!(
         left, 0,
         "{left} of {stored} messages kept after every partition checkpointed"
     );
-    // The stitcher's gauges sum the owned partitions' cores.
-    let mut retained = 0.0;
-    for r in &replicas {
-        retained += r.metric("stepstitch_stitch_retained_executions").await;
-    }
-    assert!(
-        retained > 0.0,
-        "no finished execution is retained for stragglers"
-    );
-    for r in &replicas {
-        let ready = c.get(r.admin_url("/ready")).send().await.unwrap();
-        assert_eq!(ready.status(), 200);
-    }
 }
 
 /// Senders that act like Firehose: each request retried (on any replica
@@ -466,6 +468,27 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
         }
         for (k, path) in outs.iter().enumerate() {
             eprintln!("file {k}: {}", path.display());
+        }
+        for (id, text) in &want {
+            if !seen.contains(id) {
+                let v: Value = serde_json::from_str(text).unwrap();
+                let arn = v["meta"]["step_function.execution_arn"]
+                    .as_str()
+                    .unwrap_or("");
+                eprintln!(
+                    "missing: span {id} {} {} of {arn}, partition {}",
+                    v["name"],
+                    v["resource"],
+                    stepstitch::cluster::partition::partition_of(arn, 8)
+                );
+            }
+        }
+        // Keep the files for a look.
+        let kept = std::env::temp_dir().join("cluster-e2e-failed");
+        let _ = std::fs::remove_dir_all(&kept);
+        let _ = std::fs::create_dir_all(&kept);
+        for path in &outs {
+            let _ = std::fs::copy(path, kept.join(path.file_name().unwrap()));
         }
         for (i, r) in dead.iter().chain(replicas.iter()).enumerate() {
             for l in r.logs().iter().filter(|l| {

@@ -243,8 +243,19 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
     );
     let mut last_checkpoint = Instant::now();
     let mut acks_from = runner.acks_from;
+    // The checkpoint before the last one: what may be purged.
+    let mut behind = (runner.applied, runner.acks_from);
     loop {
-        match follow(&s, &mut runner, &stop, &mut last_checkpoint, &mut acks_from).await {
+        match follow(
+            &s,
+            &mut runner,
+            &stop,
+            &mut last_checkpoint,
+            &mut acks_from,
+            &mut behind,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(partition = p, error = %e, "reading the partition failed; resuming");
@@ -258,7 +269,7 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
     // Handing over: what was emitted is delivered first when it can be,
     // its acknowledgements stored, then the last checkpoint.
     let within = s.cluster.cfg.lease_ttl / 3;
-    if let Err(e) = checkpoint(&s, &runner, &mut acks_from, within).await {
+    if let Err(e) = checkpoint(&s, &runner, &mut acks_from, &mut behind, within, true).await {
         metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "error").increment(1);
         tracing::error!(partition = p, error = %e, "last checkpoint failed; the next owner replays from the one before");
     }
@@ -320,6 +331,7 @@ async fn follow(
     stop: &CancellationToken,
     last_checkpoint: &mut Instant,
     acks_from: &mut u64,
+    behind: &mut (u64, u64),
 ) -> Result<(), ClusterError> {
     let p = runner.partition;
     let lag = metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string());
@@ -348,7 +360,7 @@ async fn follow(
             // The partition waits while its outbox empties (bounded): then
             // the acknowledgements before the checkpoint can go.
             let within = s.checkpoint_interval.min(Duration::from_secs(5));
-            match checkpoint(s, runner, acks_from, within).await {
+            match checkpoint(s, runner, acks_from, behind, within, false).await {
                 Ok(()) => checkpointed = runner.applied,
                 Err(e) => {
                     metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "error")
@@ -378,13 +390,20 @@ async fn send(s: &Shared, p: u32, out: &mut Vec<Emission>) -> Result<(), Cluster
 /// A checkpoint: the core's state, what is not delivered yet, and the
 /// acknowledgements' position. That position moves on only when nothing
 /// of the partition is waiting for an exporter (a partly delivered
-/// emission's acknowledgements must stay with it); then the stream's
-/// messages and acknowledgements it covers are purged.
+/// emission's acknowledgements must stay with it).
+///
+/// Purging trails by one checkpoint (`behind`): a replica that lost its
+/// lease without knowing yet (stalled past the TTL) may still write one,
+/// and must not purge messages a new owner, opened from the checkpoint
+/// before, has yet to read. The last checkpoint before a hand-over purges
+/// all it covers: the lease is released only after it.
 async fn checkpoint(
     s: &Shared,
     runner: &Runner,
     acks_from: &mut u64,
+    behind: &mut (u64, u64),
     within: Duration,
+    last: bool,
 ) -> Result<(), ClusterError> {
     let p = runner.partition;
     let deadline = tokio::time::Instant::now() + within;
@@ -435,12 +454,20 @@ async fn checkpoint(
         bytes,
         "checkpoint written"
     );
-    // Covered by the checkpoint: no owner reads them again.
-    s.cluster.purge_partition(p, runner.applied).await?;
-    if next_acks_from > *acks_from {
-        s.cluster.purge_acks(p, next_acks_from).await?;
-    }
+    let (seq, acks) = if last {
+        (runner.applied, next_acks_from)
+    } else {
+        *behind
+    };
+    *behind = (runner.applied, next_acks_from);
     *acks_from = next_acks_from;
+    // Covered by a checkpoint every owner opens from or after.
+    if seq > 0 {
+        s.cluster.purge_partition(p, seq).await?;
+    }
+    if acks > 0 {
+        s.cluster.purge_acks(p, acks).await?;
+    }
     Ok(())
 }
 
