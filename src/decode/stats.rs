@@ -91,6 +91,23 @@ impl DecodeStats {
     }
 }
 
+/// A request fully decoded: its counters published, the request counted,
+/// and its skipped records logged once (the decode worker and, in cluster
+/// mode, the Firehose handler both end a request this way).
+pub fn finish(stats: &DecodeStats) {
+    publish(stats);
+    metrics::counter!(crate::telemetry::names::REQUESTS_DECODED).increment(1);
+    if let Some((index, reason, message)) = &stats.first_failure {
+        tracing::warn!(
+            skipped = stats.total_failures(),
+            first_record = index,
+            first_reason = reason.label(),
+            first_error = %message,
+            "skipped undecodable records or log messages"
+        );
+    }
+}
+
 /// Publishes one request's decode counters (once per request, not per record).
 pub fn publish(stats: &DecodeStats) {
     use crate::telemetry::names;

@@ -248,13 +248,17 @@ async fn publish(
         let mut checked = checked;
         let mut events = checked.decoder.take_events();
         if checked.next_record < checked.records {
-            let _ = body::decode_rest(
+            // The envelope parsed in the precheck; were this to fail, the
+            // events would be lost silently without the line below.
+            if let Err(e) = body::decode_rest(
                 &checked.plain,
                 checked.next_record,
                 &mut checked.decoder,
                 usize::MAX,
                 |mut e| events.append(&mut e),
-            );
+            ) {
+                tracing::error!(error = %e, "decoding an accepted request failed");
+            }
         }
         if backfill {
             if let Some(store) = &store {
@@ -265,17 +269,7 @@ async fn publish(
     })
     .await
     .map_err(|e| FirehoseError::Internal(format!("decoder task failed: {e}")))?;
-    crate::decode::stats::publish(&stats);
-    metrics::counter!(names::REQUESTS_DECODED).increment(1);
-    if let Some((index, reason, message)) = &stats.first_failure {
-        tracing::warn!(
-            skipped = stats.total_failures(),
-            first_record = index,
-            first_reason = reason.label(),
-            first_error = %message,
-            "skipped undecodable records or log messages"
-        );
-    }
+    crate::decode::stats::finish(&stats);
     let started = std::time::Instant::now();
     match cluster.publish(request_id, &attributes, &events).await {
         Ok(p) => {

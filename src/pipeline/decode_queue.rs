@@ -12,7 +12,6 @@ use crate::decode::body::decode_rest;
 use crate::decode::RequestDecoder;
 use crate::durable::pins::Pin;
 use crate::events::StreamParams;
-use crate::telemetry::names;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,21 +212,11 @@ fn decode_job(mut job: DecodeJob, handoff: &Handoff, runtime: &tokio::runtime::H
         tracing::error!("hand-off closed while decoding; the request stays in the write-ahead log for the next start");
     }
     let stats = job.decoder.stats();
-    crate::decode::stats::publish(stats);
-    metrics::counter!(names::REQUESTS_DECODED).increment(1);
+    crate::decode::stats::finish(stats);
     if let Err(e) = rest {
         // The envelope parsed before the answer; it cannot fail now, but if
         // it did the events would be lost silently without this line.
         tracing::error!(error = %e, "decoding an accepted request failed");
-    }
-    if let Some((index, reason, message)) = &stats.first_failure {
-        tracing::warn!(
-            skipped = stats.total_failures(),
-            first_record = index,
-            first_reason = reason.label(),
-            first_error = %message,
-            "skipped undecodable records or log messages"
-        );
     }
     tracing::debug!(
         records = stats.records,
