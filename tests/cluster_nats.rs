@@ -435,3 +435,54 @@ async fn acknowledgements_are_stored_per_partition_and_read_back_after_a_positio
     stop.cancel();
     task.await.unwrap();
 }
+
+/// The journal: acknowledgements a process recorded but never stored (it
+/// was killed before its publisher ran) are stored by the next process
+/// on the same data directory, before anything else; once everything
+/// queued is stored, the journal is empty and a third start adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_left_in_the_journal_are_stored_by_the_next_start() {
+    use stepstitch::cluster::acks::AckStream;
+    use stepstitch::durable::ledger::{AckLog, Signal};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let c = Cluster::connect(config(&nats, "a", 4, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let journal = dir.path().join("acks.journal");
+    {
+        // The first process: delivered, acknowledged, killed before any
+        // record reached NATS (its publisher never ran).
+        let (first, left) = AckStream::with_journal(&journal).unwrap();
+        assert_eq!(left, 0);
+        first.acknowledge(1, 0, Signal::Spans, &[11, 12]);
+        first.acknowledge(2, 1, Signal::Logs, &[21]);
+    }
+    assert_eq!(c.acks_after(1, 0).await.unwrap().1, 0);
+    let (second, left) = AckStream::with_journal(&journal).unwrap();
+    assert_eq!(left, 2);
+    let second = Arc::new(second);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let (acks, c, stop) = (second.clone(), c.clone(), stop.clone());
+        tokio::spawn(async move { acks.run(&c, stop, Duration::from_secs(5)).await })
+    };
+    // A flush covers what the journal brought.
+    assert!(second.flush(Duration::from_secs(5)).await);
+    let (p1, n) = c.acks_after(1, 0).await.unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(p1[&(0, Signal::Spans)], [11, 12].into_iter().collect());
+    let (p2, _) = c.acks_after(2, 0).await.unwrap();
+    assert_eq!(p2[&(1, Signal::Logs)], [21].into_iter().collect());
+    // New records go through the journal too, and leave it once stored.
+    second.acknowledge(3, 0, Signal::Spans, &[31]);
+    assert!(second.flush(Duration::from_secs(5)).await);
+    assert_eq!(c.acks_after(3, 0).await.unwrap().1, 1);
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    let (_, left) = AckStream::with_journal(&journal).unwrap();
+    assert_eq!(left, 0);
+}

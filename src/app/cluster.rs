@@ -10,6 +10,7 @@ use crate::cluster::replica::{Replica, Shared};
 use crate::cluster::settings::{ClusterArgs, ClusterSettings};
 use crate::cluster::Cluster;
 use crate::durable::ledger::Delivered;
+use crate::durable::settings::DurableArgs;
 use crate::export::hub::HubDurability;
 use crate::export::receipt::Outbox;
 use crate::firehose::IngestState;
@@ -25,6 +26,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The acknowledgements journal, in the data directory.
+const JOURNAL: &str = "cluster-acks.journal";
+
 /// Stitcher emissions queued for the hub.
 const EMISSIONS_QUEUED: usize = 64;
 
@@ -38,7 +42,27 @@ pub(super) struct Connected {
 }
 
 impl Connected {
-    pub(super) async fn connect(s: &ClusterSettings) -> anyhow::Result<Connected> {
+    /// `data_dir` holds this replica's acknowledgements journal.
+    pub(super) async fn connect(
+        s: &ClusterSettings,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Connected> {
+        let journal = data_dir.join(JOURNAL);
+        let opened =
+            std::fs::create_dir_all(data_dir).and_then(|_| AckStream::with_journal(&journal));
+        let (acks, left) = opened.map_err(|e| {
+            anyhow::anyhow!(
+                "invalid {}: cannot open the acknowledgements journal {}: {e}",
+                env_of::<DurableArgs>("data_dir"),
+                journal.display()
+            )
+        })?;
+        if left > 0 {
+            tracing::info!(
+                records = left,
+                "acknowledgements journal: records a killed process left unstored are sent first"
+            );
+        }
         let cluster = Cluster::connect(s.config.clone()).await.map_err(|e| {
             anyhow::anyhow!("invalid {}: {e}", env_of::<ClusterArgs>("cluster_nats_url"))
         })?;
@@ -52,7 +76,7 @@ impl Connected {
         Ok(Connected {
             cluster,
             settings: s.clone(),
-            acks: Arc::new(AckStream::new()),
+            acks: Arc::new(acks),
             outbox: Arc::new(Outbox::default()),
             delivered: Arc::new(RwLock::new(Delivered::new())),
         })

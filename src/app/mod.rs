@@ -346,7 +346,9 @@ impl App {
         };
         let mode = match &settings.cluster {
             None => Mode::Local(Durable::open(&settings)?),
-            Some(c) => Mode::Cluster(cluster::Connected::connect(c).await?),
+            Some(c) => {
+                Mode::Cluster(cluster::Connected::connect(c, &settings.durable.data_dir).await?)
+            }
         };
         let api_tokens = Arc::new(
             AccessKeys::new(

@@ -13,14 +13,17 @@
 //! ledger's unsynced writes). That window is kept short by publishing
 //! from a thread of its own with its own connection (`spawn_thread`):
 //! stitching on the main runtime's workers cannot delay it (measured: a
-//! shared runtime under load let acknowledgements lag by tens of ms).
+//! shared runtime under load let acknowledgements lag by tens of ms), and
+//! closed for a process killed and started again on the same data
+//! directory by a local journal (`cluster::journal`).
 
+use super::journal::Journal;
 use super::nats::{js_error, Cluster, ClusterConfig, ClusterError};
 use crate::durable::ledger::{AckLog, Delivered, Signal};
 use crate::telemetry::names;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -53,13 +56,22 @@ pub fn decode(rec: &[u8], into: &mut Delivered) -> bool {
     true
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    records: Vec<(u32, Vec<u8>)>,
+    journal: Option<Journal>,
+    /// Records queued so far (counted under the same lock as the push, so
+    /// a flush's target never counts a record queued behind another).
+    queued: u64,
+}
+
 #[derive(Debug)]
 pub struct AckStream {
-    queue: Mutex<Vec<(u32, Vec<u8>)>>,
+    queue: Mutex<Queue>,
     wake: Notify,
-    queued: AtomicU64,
     /// How many queued records are stored.
     stored: watch::Sender<u64>,
+    journal_failed: AtomicBool,
 }
 
 impl AckLog for AckStream {
@@ -68,23 +80,55 @@ impl AckLog for AckStream {
             return;
         }
         let rec = encode(exporter, signal, ids);
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((shard as u32, rec));
-        self.queued.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(j) = q.journal.as_mut() {
+                if let Err(e) = j.append(shard as u32, &rec) {
+                    // Still published; only the crash window reopens.
+                    if !self.journal_failed.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %e, path = %j.path().display(), "cannot write the acknowledgements journal");
+                    }
+                }
+            }
+            q.records.push((shard as u32, rec));
+            q.queued += 1;
+        }
         self.wake.notify_one();
     }
 }
 
 impl AckStream {
+    /// Without a journal (tests, benches).
     pub fn new() -> Self {
         Self {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
-            queued: AtomicU64::new(0),
             stored: watch::channel(0).0,
+            journal_failed: AtomicBool::new(false),
         }
+    }
+
+    /// With the journal at `path`: what an earlier process of this replica
+    /// left unstored there is queued first. Returns the stream and how
+    /// many records it found.
+    pub fn with_journal(path: &std::path::Path) -> std::io::Result<(Self, usize)> {
+        let (journal, left) = Journal::open(path)?;
+        if left.torn_bytes > 0 {
+            tracing::warn!(
+                bytes = left.torn_bytes,
+                path = %path.display(),
+                "acknowledgements journal: a record cut short by a crash was left out"
+            );
+        }
+        let n = left.records.len();
+        let me = Self::new();
+        {
+            let mut q = me.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.queued = n as u64;
+            q.records = left.records;
+            q.journal = Some(journal);
+        }
+        Ok((me, n))
     }
 
     /// Publishes queued records until `stop`; what is queued then is
@@ -147,7 +191,7 @@ impl AckStream {
         loop {
             let batch = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::take(&mut *q)
+                std::mem::take(&mut q.records)
             };
             if batch.is_empty() {
                 if stopping.is_some() {
@@ -163,6 +207,15 @@ impl AckStream {
             match publish(js, cfg, &batch).await {
                 Ok(()) => {
                     metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "ok").increment(n);
+                    {
+                        // Nothing queued since: every record is stored.
+                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        if q.records.is_empty() {
+                            if let Some(Err(e)) = q.journal.as_mut().map(Journal::clear) {
+                                tracing::warn!(error = %e, "cannot empty the acknowledgements journal; the next start sends its records again (harmless)");
+                            }
+                        }
+                    }
                     self.stored.send_modify(|s| *s += n);
                 }
                 Err(e) => {
@@ -172,8 +225,8 @@ impl AckStream {
                     // Back in front, in order: retried after a pause.
                     {
                         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        let later = std::mem::replace(&mut *q, batch);
-                        q.extend(later);
+                        let later = std::mem::replace(&mut q.records, batch);
+                        q.records.extend(later);
                     }
                     if stopping.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         tracing::error!("export acknowledgements not stored before stopping; their items may be sent again by the next owner");
@@ -187,7 +240,7 @@ impl AckStream {
 
     /// Waits until every record queued before the call is stored.
     pub async fn flush(&self, within: Duration) -> bool {
-        let target = self.queued.load(Ordering::SeqCst);
+        let target = self.queue.lock().unwrap_or_else(|e| e.into_inner()).queued;
         let mut rx = self.stored.subscribe();
         let done = tokio::time::timeout(within, rx.wait_for(|s| *s >= target))
             .await

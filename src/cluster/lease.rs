@@ -155,6 +155,28 @@ impl Coordinator {
         Ok(changes)
     }
 
+    /// Renews what is held and nothing else (this replica is stopping:
+    /// its owners finish their last checkpoints under their leases).
+    pub async fn renew_held(&mut self) -> Result<Vec<Change>, ClusterError> {
+        let mut changes = Vec::new();
+        for (p, rev) in std::mem::take(&mut self.held) {
+            match self.cluster.renew(p, rev).await? {
+                Some(r) => {
+                    self.held.insert(p, r);
+                }
+                None => changes.push(Change::Lost(p)),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Stops heartbeating as a member: the others plan without this
+    /// replica and take each partition once its lease is given back.
+    pub async fn leave(&mut self) {
+        self.want.clear();
+        let _ = self.cluster.members.delete(&self.cluster.cfg.node).await;
+    }
+
     /// Gives one lease back (its runner checkpointed).
     pub async fn release(&mut self, partition: u32) -> Result<(), ClusterError> {
         if let Some(rev) = self.held.remove(&partition) {

@@ -37,6 +37,11 @@ use tokio_util::sync::CancellationToken;
 /// How often an owner lets time pass for its core (executions past their
 /// grace are emitted) and checks whether a checkpoint is due.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a hand-over waits for the partition's emissions to be
+/// delivered before its last checkpoint keeps them as undelivered (an
+/// exporter that is down delays a hand-over this long at most; what it
+/// delivers after that the new owner may send again).
+const HANDOVER_WAIT: Duration = Duration::from_secs(15);
 /// How often join hints are shared.
 const HINTS_EVERY: Duration = Duration::from_millis(100);
 
@@ -86,6 +91,27 @@ struct Owned {
     task: JoinHandle<()>,
 }
 
+/// A partition being handed over: its owner writes the last checkpoint
+/// while the lease is still renewed, then says so on `done`.
+struct Handing {
+    abort: tokio::task::AbortHandle,
+}
+
+impl Owned {
+    /// Stops the owner (a last checkpoint follows); `done` hears the
+    /// partition once it is written.
+    fn hand_over(self, p: u32, done: &mpsc::Sender<u32>) -> Handing {
+        self.stop.cancel();
+        let abort = self.task.abort_handle();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _ = self.task.await;
+            let _ = done.send(p).await;
+        });
+        Handing { abort }
+    }
+}
+
 impl Replica {
     /// Runs until `stop`; then hands every partition over (checkpoints,
     /// leases given back) and returns.
@@ -106,6 +132,12 @@ impl Replica {
                 None
             }
         };
+        // What a killed process of this replica delivered without storing
+        // the acknowledgements (its journal) is stored before this one
+        // heartbeats: before anyone opens the partitions it held.
+        if !s.acks.flush(ttl).await {
+            tracing::warn!("acknowledgements from the journal not stored yet; carrying on");
+        }
         let hints_stop = CancellationToken::new();
         let hints_task = tokio::spawn(share_hints(
             s.cluster.clone(),
@@ -113,16 +145,23 @@ impl Replica {
             hints_stop.clone(),
         ));
         let mut owned: HashMap<u32, Owned> = HashMap::new();
+        let mut handing: HashMap<u32, Handing> = HashMap::new();
+        let (done_tx, mut done_rx) = mpsc::channel::<u32>(64);
         let mut every = tokio::time::interval(ttl / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = every.tick() => {}
+                Some(p) = done_rx.recv() => {
+                    if handing.remove(&p).is_some() {
+                        give_back(&s, &mut coordinator, p).await;
+                    }
+                    continue;
+                }
                 _ = stop.cancelled() => break,
             }
             match coordinator.step().await {
                 Ok(changes) => {
-                    let mut handing: Vec<(u32, Option<Owned>)> = Vec::new();
                     for c in changes {
                         match c {
                             Change::Acquired(p) => {
@@ -131,39 +170,22 @@ impl Replica {
                                 owned.insert(p, spawn_owner(&s, p));
                             }
                             Change::Lost(p) => {
-                                metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "lost")
-                                    .increment(1);
-                                tracing::warn!(partition = p, "partition lease lost; its new owner carries on from the last checkpoint");
                                 if let Some(o) = owned.remove(&p) {
                                     o.task.abort();
                                 }
-                                s.set_stats(p, None);
-                                metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
-                            }
-                            Change::HandOver(p) => {
-                                // Stopped together: their last checkpoints
-                                // run side by side, well inside a lease step.
-                                let o = owned.remove(&p);
-                                if let Some(o) = &o {
-                                    o.stop.cancel();
+                                if let Some(h) = handing.remove(&p) {
+                                    h.abort.abort();
                                 }
-                                handing.push((p, o));
+                                lost(&s, p);
+                            }
+                            // Renewed while its owner finishes: the lease
+                            // is given back once the checkpoint is written.
+                            Change::HandOver(p) => {
+                                if let Some(o) = owned.remove(&p) {
+                                    handing.insert(p, o.hand_over(p, &done_tx));
+                                }
                             }
                         }
-                    }
-                    for (p, o) in handing {
-                        if let Some(o) = o {
-                            let _ = o.task.await;
-                        }
-                        s.set_stats(p, None);
-                        if let Err(e) = coordinator.release(p).await {
-                            tracing::warn!(partition = p, error = %e, "cannot give the lease back; it expires");
-                        }
-                        metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "released")
-                            .increment(1);
-                        metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string())
-                            .set(0.0);
-                        tracing::info!(partition = p, "partition handed over");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew partition leases; retrying"),
@@ -187,14 +209,36 @@ impl Replica {
                 metrics::gauge!(names::READY).set(1.0);
             }
         }
-        // A clean stop: every owner checkpoints, then the leases go back
-        // so the others take over at once.
-        let n = owned.len();
-        for o in owned.values() {
-            o.stop.cancel();
+        // A clean stop: the others plan without this replica; every owner
+        // writes its last checkpoint under a renewed lease, and each lease
+        // goes back as soon as its checkpoint is written, so the others
+        // take over at once instead of after the TTL.
+        let n = owned.len() + handing.len();
+        coordinator.leave().await;
+        for (p, o) in owned.drain() {
+            handing.insert(p, o.hand_over(p, &done_tx));
         }
-        for (_, o) in owned.drain() {
-            let _ = o.task.await;
+        while !handing.is_empty() {
+            tokio::select! {
+                Some(p) = done_rx.recv() => {
+                    if handing.remove(&p).is_some() {
+                        give_back(&s, &mut coordinator, p).await;
+                    }
+                }
+                _ = every.tick() => match coordinator.renew_held().await {
+                    Ok(changes) => {
+                        for c in changes {
+                            if let Change::Lost(p) = c {
+                                if let Some(h) = handing.remove(&p) {
+                                    h.abort.abort();
+                                }
+                                lost(&s, p);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew partition leases while stopping; retrying"),
+                },
+            }
         }
         if let Err(e) = coordinator.release_all().await {
             tracing::warn!(error = %e, "cannot give leases back; they expire");
@@ -208,6 +252,29 @@ impl Replica {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
+}
+
+/// A partition found lost (its lease expired and was taken): its owner
+/// was stopped at once; the new owner carries on from the checkpoint.
+fn lost(s: &Shared, p: u32) {
+    metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "lost").increment(1);
+    tracing::warn!(
+        partition = p,
+        "partition lease lost; its new owner carries on from the last checkpoint"
+    );
+    s.set_stats(p, None);
+    metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
+}
+
+/// A hand-over's last checkpoint is written: the lease goes back.
+async fn give_back(s: &Shared, coordinator: &mut Coordinator, p: u32) {
+    s.set_stats(p, None);
+    if let Err(e) = coordinator.release(p).await {
+        tracing::warn!(partition = p, error = %e, "cannot give the lease back; it expires");
+    }
+    metrics::counter!(names::CLUSTER_LEASE_CHANGES, "change" => "released").increment(1);
+    metrics::gauge!(names::CLUSTER_PARTITION_LAG, "partition" => p.to_string()).set(0.0);
+    tracing::info!(partition = p, "partition handed over");
 }
 
 fn spawn_owner(s: &Shared, partition: u32) -> Owned {
@@ -267,9 +334,18 @@ async fn own(s: Shared, p: u32, stop: CancellationToken) {
         }
     }
     // Handing over: what was emitted is delivered first when it can be,
-    // its acknowledgements stored, then the last checkpoint.
-    let within = s.cluster.cfg.lease_ttl / 3;
-    if let Err(e) = checkpoint(&s, &runner, &mut acks_from, &mut behind, within, true).await {
+    // its acknowledgements stored, then the last checkpoint (the lease is
+    // renewed meanwhile).
+    if let Err(e) = checkpoint(
+        &s,
+        &runner,
+        &mut acks_from,
+        &mut behind,
+        HANDOVER_WAIT,
+        true,
+    )
+    .await
+    {
         metrics::counter!(names::CLUSTER_CHECKPOINTS, "outcome" => "error").increment(1);
         tracing::error!(partition = p, error = %e, "last checkpoint failed; the next owner replays from the one before");
     }
