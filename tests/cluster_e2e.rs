@@ -11,7 +11,7 @@ use common::fixtures::Fixture;
 use common::nats::Nats;
 use common::Server;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -450,19 +450,25 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
     let got = exported_all(&outs);
     if std::panic::catch_unwind(|| assert_exactly_once(&got, &want)).is_err() {
         // What the owners did, for the diagnosis.
-        let mut seen = HashSet::new();
+        // Where each span was first written: file, line, lines in it
+        // (a killed replica's last deliveries sit at its file's end).
+        let mut seen: HashMap<u64, (usize, usize, usize)> = HashMap::new();
         for (k, path) in outs.iter().enumerate() {
-            for (id, text) in exported(path) {
-                if !seen.insert(id) {
+            let spans = exported(path);
+            let n = spans.len();
+            for (line, (id, text)) in spans.into_iter().enumerate() {
+                if let Some((f, l, of)) = seen.get(&id) {
                     let v: Value = serde_json::from_str(&text).unwrap();
                     let arn = v["meta"]["step_function.execution_arn"]
                         .as_str()
                         .unwrap_or("");
                     eprintln!(
-                        "twice: span {id} in file {k} ({}), partition {}",
+                        "twice: span {id} first in file {f} at span {l} of {of}, again in file {k} ({}) at {line} of {n}, partition {}",
                         path.display(),
                         stepstitch::cluster::partition::partition_of(arn, 8)
                     );
+                } else {
+                    seen.insert(id, (k, line, n));
                 }
             }
         }
@@ -470,7 +476,7 @@ async fn sigkill_replicas_at_random_moments_loses_nothing_and_exports_nothing_tw
             eprintln!("file {k}: {}", path.display());
         }
         for (id, text) in &want {
-            if !seen.contains(id) {
+            if !seen.contains_key(id) {
                 let v: Value = serde_json::from_str(text).unwrap();
                 let arn = v["meta"]["step_function.execution_arn"]
                     .as_str()

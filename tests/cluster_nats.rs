@@ -254,8 +254,33 @@ async fn coordinators_share_partitions_and_rebalance_on_death_and_join() {
         }
     }
 
-    // A clean stop hands over at once, without waiting for the TTL.
+    // A clean stop: the leaving replica leaves the member list and keeps
+    // renewing its leases past the TTL while its owners would checkpoint;
+    // the others want its partitions but take none while they are held.
     let mut leaving = cs.remove(0);
+    let held = leaving.owned();
+    leaving.leave().await;
+    let until = Instant::now() + ttl + ttl / 2;
+    while Instant::now() < until {
+        assert!(leaving.renew_held().await.unwrap().is_empty());
+        for c in cs.iter_mut() {
+            for change in c.step().await.unwrap() {
+                assert!(
+                    !matches!(change, Change::Acquired(p) if held.contains(&p)),
+                    "{change:?} while the leaving replica holds it"
+                );
+            }
+        }
+        tokio::time::sleep(ttl / 4).await;
+    }
+    assert_eq!(leaving.owned(), held);
+    for p in &held {
+        assert_eq!(
+            cs[0].cluster.holder(*p).await.unwrap().as_deref(),
+            Some(leaving.cluster.cfg.node.as_str())
+        );
+    }
+    // Then it gives them back: taken at once, without waiting for the TTL.
     let gone = leaving.release_all().await.unwrap();
     assert!(!gone.is_empty());
     let started = Instant::now();

@@ -472,7 +472,8 @@ async fn send(s: &Shared, p: u32, out: &mut Vec<Emission>) -> Result<(), Cluster
 /// lease without knowing yet (stalled past the TTL) may still write one,
 /// and must not purge messages a new owner, opened from the checkpoint
 /// before, has yet to read. The last checkpoint before a hand-over purges
-/// all it covers: the lease is released only after it.
+/// all it covers once the lease is found still held after writing it:
+/// the lease is released only after it.
 async fn checkpoint(
     s: &Shared,
     runner: &Runner,
@@ -530,7 +531,13 @@ async fn checkpoint(
         bytes,
         "checkpoint written"
     );
-    let (seq, acks) = if last {
+    // The last one purges all it covers only if the lease is still ours
+    // after it is written: whoever takes the partition later opens from
+    // it. (A lease that expired meanwhile may have a new owner that
+    // opened from the checkpoint before: purge only what that one covers.)
+    let still_ours =
+        last && s.cluster.holder(p).await?.as_deref() == Some(s.cluster.cfg.node.as_str());
+    let (seq, acks) = if still_ours {
         (runner.applied, next_acks_from)
     } else {
         *behind
