@@ -447,5 +447,67 @@ fn main() {
             events as f64 / took.as_secs_f64()
         );
     }
+    acks_section(&bin, &rt, full);
     replicas_section(&bin, &rt, full, n_events);
+}
+
+/// The export ledger's side: what recording a delivery costs the exporter
+/// thread (the journal's write), and how long a burst of acknowledgements
+/// takes to be stored in NATS (the window a replica killed for good leaves:
+/// items delivered in it are sent again by the next owner).
+fn acks_section(bin: &PathBuf, rt: &tokio::runtime::Runtime, full: bool) {
+    use stepstitch::cluster::acks::AckStream;
+    use stepstitch::durable::ledger::{AckLog, Signal};
+    let d = tempfile::tempdir().unwrap();
+    let (_server, url) = start_nats(bin, d.path(), false);
+    let cfg = ClusterConfig {
+        urls: url,
+        name: "STEPSTITCH".into(),
+        partitions: 8,
+        replicas: 1,
+        lease_ttl: Duration::from_secs(10),
+        duplicate_window: Duration::from_secs(120),
+        node: "bench".into(),
+    };
+    rt.block_on(Cluster::connect(cfg.clone())).unwrap();
+    let (bursts, burst) = if full { (300, 32) } else { (30, 32) };
+    let ids: Vec<u64> = (0..8).collect();
+    for journal in [false, true] {
+        let acks = Arc::new(if journal {
+            AckStream::with_journal(&d.path().join("acks.journal"))
+                .unwrap()
+                .0
+        } else {
+            AckStream::new()
+        });
+        let stop = tokio_util::sync::CancellationToken::new();
+        let thread = acks
+            .spawn_thread(cfg.clone(), stop.clone(), Duration::from_secs(5))
+            .unwrap();
+        let mut record = Vec::with_capacity(bursts * burst);
+        let mut window = Vec::with_capacity(bursts);
+        for b in 0..bursts {
+            let t0 = Instant::now();
+            for i in 0..burst {
+                let t = Instant::now();
+                acks.acknowledge((b + i) % 8, 0, Signal::Spans, &ids);
+                record.push(t.elapsed());
+            }
+            assert!(rt.block_on(acks.flush(Duration::from_secs(10))));
+            window.push(t0.elapsed());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.cancel();
+        thread.join().unwrap();
+        record.sort();
+        window.sort();
+        let at = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        println!(
+            "acknowledgements ({:<10})      {:>8.2} us/record (median)  burst of {burst} stored in {:.2} ms median, {:.2} ms p99",
+            if journal { "journal" } else { "no journal" },
+            at(&record, 0.5).as_secs_f64() * 1e6,
+            at(&window, 0.5).as_secs_f64() * 1e3,
+            at(&window, 0.99).as_secs_f64() * 1e3,
+        );
+    }
 }

@@ -23,6 +23,7 @@ use crate::durable::ledger::{AckLog, Delivered, Signal};
 use crate::telemetry::names;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -180,6 +181,10 @@ impl AckStream {
             })
     }
 
+    /// Sends each batch as soon as it is queued, without waiting for the
+    /// PubAcks of the batches before it (what matters after a kill is
+    /// that the bytes left the process); PubAcks are taken in order, so
+    /// `stored` only ever counts a prefix of what was queued.
     async fn run_on(
         &self,
         js: &jetstream::Context,
@@ -188,54 +193,92 @@ impl AckStream {
         stop_within: Duration,
     ) {
         let mut stopping: Option<tokio::time::Instant> = None;
+        let mut in_flight: VecDeque<Flight> = VecDeque::new();
         loop {
-            let batch = {
-                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::take(&mut q.records)
-            };
-            if batch.is_empty() {
-                if stopping.is_some() {
-                    return;
-                }
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = stop.cancelled() => stopping = Some(tokio::time::Instant::now() + stop_within),
-                }
-                continue;
-            }
-            let n = batch.len() as u64;
-            match publish(js, cfg, &batch).await {
-                Ok(()) => {
-                    metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "ok").increment(n);
-                    {
-                        // Nothing queued since: every record is stored.
-                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        if q.records.is_empty() {
-                            if let Some(Err(e)) = q.journal.as_mut().map(Journal::clear) {
-                                tracing::warn!(error = %e, "cannot empty the acknowledgements journal; the next start sends its records again (harmless)");
+            if in_flight.len() < MAX_IN_FLIGHT {
+                let batch = {
+                    let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    std::mem::take(&mut q.records)
+                };
+                if !batch.is_empty() {
+                    match send(js, cfg, &batch).await {
+                        Ok(acks) => in_flight.push_back(Flight {
+                            records: batch,
+                            acks: Box::pin(acks),
+                        }),
+                        Err(e) => {
+                            if self.retry_later(&mut in_flight, batch, &e, stopping).await {
+                                return;
                             }
                         }
                     }
-                    self.stored.send_modify(|s| *s += n);
+                    continue;
                 }
-                Err(e) => {
-                    metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "retried")
-                        .increment(n);
-                    tracing::warn!(error = %e, records = n, "cannot store export acknowledgements; retrying");
-                    // Back in front, in order: retried after a pause.
-                    {
-                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        let later = std::mem::replace(&mut q.records, batch);
-                        q.records.extend(later);
+            }
+            if in_flight.is_empty() && stopping.is_some() {
+                return;
+            }
+            tokio::select! {
+                r = async { in_flight.front_mut().map(|f| f.acks.as_mut()).expect("in flight").await }, if !in_flight.is_empty() => {
+                    let Some(done) = in_flight.pop_front() else { continue };
+                    match r {
+                        Ok(()) => self.stored(done.records.len() as u64, in_flight.is_empty()),
+                        Err(e) => {
+                            if self.retry_later(&mut in_flight, done.records, &e, stopping).await {
+                                return;
+                            }
+                        }
                     }
-                    if stopping.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        tracing::error!("export acknowledgements not stored before stopping; their items may be sent again by the next owner");
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ = self.wake.notified(), if in_flight.len() < MAX_IN_FLIGHT => {}
+                _ = stop.cancelled(), if stopping.is_none() => {
+                    stopping = Some(tokio::time::Instant::now() + stop_within);
                 }
             }
         }
+    }
+
+    fn stored(&self, n: u64, nothing_in_flight: bool) {
+        metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "ok").increment(n);
+        {
+            // Nothing queued or in flight: every record is stored.
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if nothing_in_flight && q.records.is_empty() {
+                if let Some(Err(e)) = q.journal.as_mut().map(Journal::clear) {
+                    tracing::warn!(error = %e, "cannot empty the acknowledgements journal; the next start sends its records again (harmless)");
+                }
+            }
+        }
+        self.stored.send_modify(|s| *s += n);
+    }
+
+    /// A batch not stored: it and everything sent after it go back in
+    /// front of the queue, in order (some may be stored twice: records
+    /// are sets, that is harmless), retried after a pause. True when
+    /// stopping and out of time.
+    async fn retry_later(
+        &self,
+        in_flight: &mut VecDeque<Flight>,
+        failed: Vec<(u32, Vec<u8>)>,
+        e: &ClusterError,
+        stopping: Option<tokio::time::Instant>,
+    ) -> bool {
+        let mut again = failed;
+        again.extend(in_flight.drain(..).flat_map(|f| f.records));
+        let n = again.len() as u64;
+        metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "retried").increment(n);
+        tracing::warn!(error = %e, records = n, "cannot store export acknowledgements; retrying");
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let later = std::mem::replace(&mut q.records, again);
+            q.records.extend(later);
+        }
+        if stopping.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            tracing::error!("export acknowledgements not stored before stopping; their items may be sent again by the next owner");
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        false
     }
 
     /// Waits until every record queued before the call is stored.
@@ -255,11 +298,21 @@ impl Default for AckStream {
     }
 }
 
-async fn publish(
+/// Batches sent and waiting for their PubAcks, at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A batch sent, its PubAcks pending.
+struct Flight {
+    records: Vec<(u32, Vec<u8>)>,
+    acks: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ClusterError>> + Send>>,
+}
+
+/// Sends a batch; the returned future waits for its PubAcks.
+async fn send(
     js: &jetstream::Context,
     cfg: &ClusterConfig,
     batch: &[(u32, Vec<u8>)],
-) -> Result<(), ClusterError> {
+) -> Result<impl std::future::Future<Output = Result<(), ClusterError>> + Send, ClusterError> {
     let mut pending = Vec::with_capacity(batch.len());
     for (p, rec) in batch {
         pending.push(
@@ -268,10 +321,12 @@ async fn publish(
                 .map_err(js_error)?,
         );
     }
-    for a in pending {
-        a.await.map_err(js_error)?;
-    }
-    Ok(())
+    Ok(async move {
+        for a in pending {
+            a.await.map_err(js_error)?;
+        }
+        Ok(())
+    })
 }
 
 impl Cluster {
