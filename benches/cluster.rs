@@ -8,6 +8,10 @@
 //!   acknowledgement (what a 200 would wait for in cluster mode); once with
 //!   JetStream's default sync (every 2 minutes) and once with
 //!   `sync_interval: always` (an fsync per message, like the WAL).
+//! - `acknowledgements`: what recording an export acknowledgement costs the
+//!   exporter's thread, with and without the local journal, and how long
+//!   a burst of them takes to be stored in NATS (the window a replica
+//!   killed for good leaves);
 //!
 //! - `replicas`: whole `stepstitch serve` processes in cluster mode (1, then
 //!   2 replicas on one local NATS), the requests posted over loopback to
