@@ -478,9 +478,7 @@ fn acks_section(bin: &PathBuf, rt: &tokio::runtime::Runtime, full: bool) {
     let ids: Vec<u64> = (0..8).collect();
     for journal in [false, true] {
         let acks = Arc::new(if journal {
-            AckStream::with_journal(&d.path().join("acks.journal"))
-                .unwrap()
-                .0
+            AckStream::with_journal(&d.path().join("acks")).unwrap().0
         } else {
             AckStream::new()
         });

@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The acknowledgements journal, in the data directory.
-const JOURNAL: &str = "cluster-acks.journal";
+/// The acknowledgements journal's directory, in the data directory.
+const JOURNAL: &str = "cluster-acks";
 
 /// Stitcher emissions queued for the hub.
 const EMISSIONS_QUEUED: usize = 64;
@@ -48,8 +48,7 @@ impl Connected {
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Connected> {
         let journal = data_dir.join(JOURNAL);
-        let opened =
-            std::fs::create_dir_all(data_dir).and_then(|_| AckStream::with_journal(&journal));
+        let opened = AckStream::with_journal(&journal);
         let (acks, left) = opened.map_err(|e| {
             anyhow::anyhow!(
                 "invalid {}: cannot open the acknowledgements journal {}: {e}",

@@ -83,16 +83,17 @@ impl AckLog for AckStream {
         let rec = encode(exporter, signal, ids);
         {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.queued += 1;
+            let queued = q.queued;
             if let Some(j) = q.journal.as_mut() {
-                if let Err(e) = j.append(shard as u32, &rec) {
+                if let Err(e) = j.append(shard as u32, &rec, queued) {
                     // Still published; only the crash window reopens.
                     if !self.journal_failed.swap(true, Ordering::Relaxed) {
-                        tracing::error!(error = %e, path = %j.path().display(), "cannot write the acknowledgements journal");
+                        tracing::error!(error = %e, dir = %j.dir().display(), "cannot write the acknowledgements journal");
                     }
                 }
             }
             q.records.push((shard as u32, rec));
-            q.queued += 1;
         }
         self.wake.notify_one();
     }
@@ -109,15 +110,15 @@ impl AckStream {
         }
     }
 
-    /// With the journal at `path`: what an earlier process of this replica
+    /// With the journal in `dir`: what an earlier process of this replica
     /// left unstored there is queued first. Returns the stream and how
     /// many records it found.
-    pub fn with_journal(path: &std::path::Path) -> std::io::Result<(Self, usize)> {
-        let (journal, left) = Journal::open(path)?;
+    pub fn with_journal(dir: &std::path::Path) -> std::io::Result<(Self, usize)> {
+        let (journal, left) = Journal::open(dir)?;
         if left.torn_bytes > 0 {
             tracing::warn!(
                 bytes = left.torn_bytes,
-                path = %path.display(),
+                dir = %dir.display(),
                 "acknowledgements journal: a record cut short by a crash was left out"
             );
         }
@@ -222,7 +223,7 @@ impl AckStream {
                 r = async { in_flight.front_mut().map(|f| f.acks.as_mut()).expect("in flight").await }, if !in_flight.is_empty() => {
                     let Some(done) = in_flight.pop_front() else { continue };
                     match r {
-                        Ok(()) => self.stored(done.records.len() as u64, in_flight.is_empty()),
+                        Ok(()) => self.stored(done.records.len() as u64),
                         Err(e) => {
                             if self.retry_later(&mut in_flight, done.records, &e, stopping).await {
                                 return;
@@ -238,18 +239,18 @@ impl AckStream {
         }
     }
 
-    fn stored(&self, n: u64, nothing_in_flight: bool) {
+    fn stored(&self, n: u64) {
         metrics::counter!(names::CLUSTER_ACKS_WRITTEN, "outcome" => "ok").increment(n);
+        // Only this thread adds to it.
+        let stored = *self.stored.borrow() + n;
         {
-            // Nothing queued or in flight: every record is stored.
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if nothing_in_flight && q.records.is_empty() {
-                if let Some(Err(e)) = q.journal.as_mut().map(Journal::clear) {
-                    tracing::warn!(error = %e, "cannot empty the acknowledgements journal; the next start sends its records again (harmless)");
-                }
+            let queued = q.queued;
+            if let Some(Err(e)) = q.journal.as_mut().map(|j| j.stored(stored, queued)) {
+                tracing::warn!(error = %e, "cannot trim the acknowledgements journal; the next start sends its records again (harmless)");
             }
         }
-        self.stored.send_modify(|s| *s += n);
+        self.stored.send_replace(stored);
     }
 
     /// A batch not stored: it and everything sent after it go back in
