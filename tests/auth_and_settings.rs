@@ -268,6 +268,34 @@ fn an_unreachable_nats_stops_cluster_mode_naming_the_setting() {
 }
 
 #[test]
+fn an_unusable_data_dir_stops_cluster_mode_naming_the_setting() {
+    // The acknowledgements journal lives there; it is opened before NATS
+    // is reached, so no server is needed to see the refusal.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let (status, stderr) = run_to_exit(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("STEPSTITCH_CLUSTER_NATS_URL", "nats://127.0.0.1:4222"),
+            ("STEPSTITCH_DATA_DIR", file.to_str().unwrap()),
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("STEPSTITCH_DATA_DIR"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open the acknowledgements journal"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn port_in_use_names_the_setting() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
