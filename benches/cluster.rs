@@ -422,17 +422,7 @@ fn main() {
         let d = tempfile::tempdir().unwrap();
         let (_server, url) = start_nats(&bin, d.path(), sync_always);
         let took = rt.block_on(async {
-            let c = Cluster::connect(ClusterConfig {
-                urls: url,
-                name: "STEPSTITCH".into(),
-                partitions: 8,
-                replicas: 1,
-                lease_ttl: Duration::from_secs(10),
-                duplicate_window: Duration::from_secs(120),
-                node: "bench".into(),
-            })
-            .await
-            .unwrap();
+            let c = Cluster::connect(bench_config(url)).await.unwrap();
             let params = Arc::new(StreamParams::default());
             let t0 = Instant::now();
             for (id, _, ev) in &decoded {
@@ -455,6 +445,19 @@ fn main() {
     replicas_section(&bin, &rt, full, n_events);
 }
 
+/// One node's view of the bench's 8-partition stream.
+fn bench_config(urls: String) -> ClusterConfig {
+    ClusterConfig {
+        urls,
+        name: "STEPSTITCH".into(),
+        partitions: 8,
+        replicas: 1,
+        lease_ttl: Duration::from_secs(10),
+        duplicate_window: Duration::from_secs(120),
+        node: "bench".into(),
+    }
+}
+
 /// The export ledger's side: what recording a delivery costs the exporter
 /// thread (the journal's write), and how long a burst of acknowledgements
 /// takes to be stored in NATS (the window a replica killed for good leaves:
@@ -464,15 +467,7 @@ fn acks_section(bin: &PathBuf, rt: &tokio::runtime::Runtime, full: bool) {
     use stepstitch::durable::ledger::{AckLog, Signal};
     let d = tempfile::tempdir().unwrap();
     let (_server, url) = start_nats(bin, d.path(), false);
-    let cfg = ClusterConfig {
-        urls: url,
-        name: "STEPSTITCH".into(),
-        partitions: 8,
-        replicas: 1,
-        lease_ttl: Duration::from_secs(10),
-        duplicate_window: Duration::from_secs(120),
-        node: "bench".into(),
-    };
+    let cfg = bench_config(url);
     rt.block_on(Cluster::connect(cfg.clone())).unwrap();
     let (bursts, burst) = if full { (300, 32) } else { (30, 32) };
     let ids: Vec<u64> = (0..8).collect();

@@ -245,22 +245,22 @@ fn bad_settings_stop_startup_with_one_line() {
     }
 }
 
+/// `serve` on free loopback ports.
+const SERVE_ON_LOOPBACK: &[&str] = &[
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+];
+
 #[test]
 fn an_unreachable_nats_stops_cluster_mode_naming_the_setting() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("nats://{}", closed.local_addr().unwrap());
     drop(closed);
     let started = std::time::Instant::now();
-    let (status, stderr) = run_to_exit(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[("STEPSTITCH_CLUSTER_NATS_URL", &url)],
-    );
+    let (status, stderr) = run_to_exit(SERVE_ON_LOOPBACK, &[("STEPSTITCH_CLUSTER_NATS_URL", &url)]);
     assert!(!status.success());
     assert!(stderr.contains("STEPSTITCH_CLUSTER_NATS_URL"), "{stderr}");
     assert!(stderr.contains("cannot reach NATS at"), "{stderr}");
@@ -275,13 +275,7 @@ fn an_unusable_data_dir_stops_cluster_mode_naming_the_setting() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     let (status, stderr) = run_to_exit(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
+        SERVE_ON_LOOPBACK,
         &[
             ("STEPSTITCH_CLUSTER_NATS_URL", "nats://127.0.0.1:4222"),
             ("STEPSTITCH_DATA_DIR", file.to_str().unwrap()),

@@ -23,6 +23,7 @@
 //! counts partition and record). A torn last frame (killed mid-write) is
 //! ignored.
 
+use crate::durable::numbered;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -53,22 +54,11 @@ pub struct Leftover {
 }
 
 fn file_of(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{generation:020}.journal"))
+    numbered::file(dir, generation, "journal")
 }
 
 fn generations(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut out: Vec<u64> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".journal")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    out.sort_unstable();
-    Ok(out)
+    numbered::list(dir, "journal")
 }
 
 impl Journal {
@@ -150,8 +140,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Bytes the journal holds on disk (tests, diagnostics).
-    pub fn disk_bytes(&self) -> u64 {
+    /// Bytes the journal holds on disk.
+    #[cfg(test)]
+    fn disk_bytes(&self) -> u64 {
         generations(&self.dir)
             .unwrap_or_default()
             .into_iter()

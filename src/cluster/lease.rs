@@ -130,24 +130,19 @@ impl Coordinator {
         let members = c.live_members().await?;
         let nodes: Vec<&str> = members.iter().map(String::as_str).collect();
         let want: Vec<u32> = assign::desired(&c.cfg.node, &nodes, c.cfg.partitions);
-        let mut changes = Vec::new();
-        for (p, rev) in std::mem::take(&mut self.held) {
-            match c.renew(p, rev).await? {
-                Some(r) => {
-                    self.held.insert(p, r);
-                    if !want.contains(&p) {
-                        changes.push(Change::HandOver(p));
-                    }
-                }
-                None => changes.push(Change::Lost(p)),
-            }
-        }
+        let mut changes = self.renew_held().await?;
+        changes.extend(
+            self.held
+                .keys()
+                .filter(|p| !want.contains(p))
+                .map(|p| Change::HandOver(*p)),
+        );
         self.want = want.clone();
         for p in want {
             if self.held.contains_key(&p) {
                 continue;
             }
-            if let Some(rev) = c.acquire(p).await? {
+            if let Some(rev) = self.cluster.acquire(p).await? {
                 self.held.insert(p, rev);
                 changes.push(Change::Acquired(p));
             }
@@ -155,8 +150,9 @@ impl Coordinator {
         Ok(changes)
     }
 
-    /// Renews what is held and nothing else (this replica is stopping:
-    /// its owners finish their last checkpoints under their leases).
+    /// Renews what is held and nothing else (`step`'s first half; alone
+    /// while stopping: the owners finish their last checkpoints under
+    /// their leases).
     pub async fn renew_held(&mut self) -> Result<Vec<Change>, ClusterError> {
         let mut changes = Vec::new();
         for (p, rev) in std::mem::take(&mut self.held) {

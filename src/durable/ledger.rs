@@ -46,16 +46,11 @@ pub struct Ledger {
 }
 
 fn path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{generation:020}.ldg"))
+    super::numbered::file(dir, generation, "ldg")
 }
 
 fn generations(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut out: Vec<u64> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ldg")?.parse().ok())
-        .collect();
-    out.sort();
-    Ok(out)
+    super::numbered::list(dir, "ldg")
 }
 
 /// Reads every record of a ledger file; stops at a torn one.

@@ -6,6 +6,7 @@
 //! back together at start.
 
 pub mod ledger;
+pub mod numbered;
 pub mod pins;
 pub mod record;
 pub mod recovery;
